@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: GPL-2.0
+/* xdprouter's fast path: forward IPv4 and IPv6 with the kernel's own FIB and
+ * neighbour table, and hand everything the fast path cannot finish exactly as
+ * Linux would (ICMP errors, neighbour resolution, fragmentation, local
+ * delivery) to the kernel with XDP_PASS.
+ *
+ * The rule: forward only a frame Linux forwarding would forward, with the
+ * bytes Linux would send. Anything in doubt goes to the kernel.
+ */
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "abi.h"
+#include "maps.h"
+#include "parsing.h"
+#include "rewrite.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#define IP_MF 0x2000
+/* ICMP error types (linux/icmp.h drags in libc headers) */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_REDIRECT 5
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define IP_OFFSET 0x1FFF
+
+/* What each reason means for the frame. */
+static __always_inline int reason_action(int reason)
+{
+	switch (reason) {
+	case REASON_FORWARD:
+		return XDP_REDIRECT;
+	case REASON_TX_SAME_IFACE:
+		return XDP_TX;
+	case REASON_BLACKHOLE:
+		return XDP_DROP;
+	case REASON_REDIRECT_FAILED:
+		return XDP_ABORTED;
+	default:
+		return XDP_PASS;
+	}
+}
+
+static __always_inline int record(__u32 slot, int reason, __u64 bytes)
+{
+	struct iface_stats *st = bpf_map_lookup_elem(&xdpr_stats, &slot);
+
+	if (st && reason >= 0 && reason < REASON_MAX) {
+		st->reasons[reason].packets++;
+		st->reasons[reason].bytes += bytes;
+	}
+	return reason_action(reason);
+}
+
+/* ip_fast_csum() over the fixed header: valid when the folded sum is ~0. */
+static __always_inline bool ipv4_csum_ok(const struct iphdr *iph)
+{
+	const __u16 *w = (const __u16 *)iph;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+/* The sources and destinations ip_route_input_slow() refuses before it
+ * looks at a route (route_localnet is off by default).
+ */
+static __always_inline int ipv4_martian(__be32 saddr, __be32 daddr)
+{
+	__u32 s = bpf_ntohl(saddr), d = bpf_ntohl(daddr);
+
+	if ((s >> 28) == 0xe || s == 0xffffffff || (s >> 24) == 0 || (s >> 24) == 127)
+		return REASON_MARTIAN_SRC;
+	if ((d >> 28) == 0xe)
+		return REASON_MULTICAST;
+	if (d == 0xffffffff)
+		return REASON_NOT_FORWARDED;
+	if ((d >> 24) == 0 || (d >> 24) == 127)
+		return REASON_MARTIAN_DST;
+	return -1;
+}
+
+static __always_inline bool icmp_is_error(__u8 type)
+{
+	return type == ICMP_DEST_UNREACH || type == ICMP_SOURCE_QUENCH ||
+	       type == ICMP_REDIRECT || type == ICMP_TIME_EXCEEDED ||
+	       type == ICMP_PARAMETERPROB;
+}
+
+/* Map a bpf_fib_lookup() result to a reason; -1 means "go ahead". The kernel
+ * checks the TTL in ip_forward()/ip6_forward(), which it only reaches for a
+ * forwarding route, so expiry is decided here too.
+ */
+static __always_inline int fib_reason(int rc, __u8 ttl)
+{
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		if (ttl <= 1)
+			return REASON_TTL_EXPIRED;
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+			return REASON_NO_NEIGH;	/* the kernel resolves it */
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return REASON_FRAG_NEEDED; /* fragments, or ICMP */
+		return -1;
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+		return REASON_BLACKHOLE; /* Linux drops these silently too */
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+		return REASON_UNREACHABLE;
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		return REASON_PROHIBIT;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return REASON_NOT_FORWARDED;
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		return REASON_FWD_DISABLED;
+	default:	/* UNSUPP_LWT, or a negative error */
+		return REASON_UNSUPPORTED_ROUTE;
+	}
+}
+
+/* Where the frame leaves: -1 to redirect, or why it cannot. */
+static __always_inline int egress_reason(struct xdp_md *ctx,
+					 const struct iface_config *cfg,
+					 __u32 egress, bool ipv4)
+{
+	if (egress == ctx->ingress_ifindex) {
+		/* Linux forwards it and also tells the sender about the better
+		 * next hop (an ICMP redirect); only the kernel does that.
+		 */
+		if (!ipv4 || (cfg->flags & IFACE_SEND_REDIRECTS))
+			return REASON_SEND_REDIRECT;
+		return -1;
+	}
+	if (!bpf_map_lookup_elem(&xdpr_tx_ports, &egress))
+		return REASON_EGRESS_NOT_ATTACHED;
+	return -1;
+}
+
+/* Trim link-layer padding as ip_rcv()/ipv6_rcv() do, then rewrite and send. */
+static __always_inline int forward(struct xdp_md *ctx,
+				   const struct bpf_fib_lookup *fib,
+				   __u32 l3_len, bool ipv4)
+{
+	__u32 frame_len = ctx->data_end - ctx->data;
+	void *data, *data_end;
+	struct ethhdr *eth;
+
+	if (frame_len > ETH_HLEN + l3_len &&
+	    bpf_xdp_adjust_tail(ctx, (int)(ETH_HLEN + l3_len) - (int)frame_len))
+		return REASON_MALFORMED;
+
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if (ipv4) {
+		struct iphdr *iph = data + ETH_HLEN;
+
+		if ((void *)(iph + 1) > data_end)
+			return REASON_MALFORMED;
+		ipv4_decrease_ttl(iph);
+	} else {
+		struct ipv6hdr *ip6h = data + ETH_HLEN;
+
+		if ((void *)(ip6h + 1) > data_end)
+			return REASON_MALFORMED;
+		ip6h->hop_limit--;
+	}
+	rewrite_macs(eth, fib->dmac, fib->smac);
+
+	if (fib->ifindex == ctx->ingress_ifindex)
+		return REASON_TX_SAME_IFACE;
+	if (bpf_redirect_map(&xdpr_tx_ports, fib->ifindex, 0) != XDP_REDIRECT)
+		return REASON_REDIRECT_FAILED;
+	return REASON_FORWARD;
+}
+
+static __always_inline int route_ipv4(struct xdp_md *ctx,
+				      const struct iface_config *cfg,
+				      struct cursor *c)
+{
+	struct bpf_fib_lookup fib = {};
+	struct iphdr *iph = parse_ipv4(c);
+	__u16 tot_len;
+	int reason;
+
+	if (!iph || iph->version != 4 || iph->ihl < 5)
+		return REASON_MALFORMED;
+	if (iph->ihl != 5)
+		return REASON_IP_OPTIONS;
+	if (!ipv4_csum_ok(iph))
+		return REASON_BAD_CHECKSUM;
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (tot_len < sizeof(*iph) || (void *)iph + tot_len > c->end)
+		return REASON_MALFORMED;
+	reason = ipv4_martian(iph->saddr, iph->daddr);
+	if (reason >= 0)
+		return reason;
+	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return REASON_FRAGMENT;
+	if (iph->protocol == IPPROTO_ICMP) {
+		__u8 *type = c->pos;
+
+		if ((void *)(type + 1) <= c->end && icmp_is_error(*type))
+			return REASON_ICMP_ERROR;
+	}
+
+	fib.family = AF_INET;
+	fib.tos = iph->tos;
+	fib.l4_protocol = iph->protocol;
+	parse_ports(c, iph->protocol, &fib.sport, &fib.dport);
+	fib.tot_len = tot_len;
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.ipv4_src = iph->saddr;
+	fib.ipv4_dst = iph->daddr;
+
+	reason = fib_reason(bpf_fib_lookup(ctx, &fib, sizeof(fib), 0), iph->ttl);
+	if (reason >= 0)
+		return reason;
+	/* fib_validate_source(): a source that is one of our own addresses. */
+	if (bpf_map_lookup_elem(&xdpr_local4, &iph->saddr))
+		return REASON_MARTIAN_SRC;
+	reason = egress_reason(ctx, cfg, fib.ifindex, true);
+	if (reason >= 0)
+		return reason;
+	return forward(ctx, &fib, tot_len, true);
+}
+
+static __always_inline bool ipv6_is_extension(__u8 nexthdr)
+{
+	switch (nexthdr) {
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_FRAGMENT:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_AH:
+	case IPPROTO_MH:
+	case 139:	/* HIP */
+	case 140:	/* shim6 */
+	case 253:	/* experimental */
+	case 254:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* What ipv6_rcv() and ip6_forward() refuse before and besides the route. */
+static __always_inline int ipv6_address_reason(const struct ipv6hdr *ip6h)
+{
+	const __u32 *s = ip6h->saddr.in6_u.u6_addr32;
+	const __u32 *d = ip6h->daddr.in6_u.u6_addr32;
+	__u8 s0 = ip6h->saddr.in6_u.u6_addr8[0], d0 = ip6h->daddr.in6_u.u6_addr8[0];
+
+	if (s0 == 0xff)
+		return REASON_MARTIAN_SRC;	/* multicast */
+	if (!s[0] && !s[1] && (!s[2] || s[2] == bpf_htonl(0xffff)) &&
+	    (!s[3] || s[3] == bpf_htonl(1) || s[2]))
+		return REASON_MARTIAN_SRC;	/* ::, ::1, ::ffff:a.b.c.d */
+	if (!d[0] && !d[1] && !d[2] && (!d[3] || d[3] == bpf_htonl(1)))
+		return REASON_MARTIAN_DST;	/* ::, ::1 */
+	if (d0 == 0xff)
+		return REASON_MULTICAST;
+	if ((s[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000) ||
+	    (d[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
+		return REASON_LINK_LOCAL;
+	return -1;
+}
+
+static __always_inline int route_ipv6(struct xdp_md *ctx,
+				      const struct iface_config *cfg,
+				      struct cursor *c)
+{
+	struct bpf_fib_lookup fib = {};
+	struct ipv6hdr *ip6h = parse_ipv6(c);
+	__u16 plen;
+	int reason;
+
+	if (!ip6h || ip6h->version != 6)
+		return REASON_MALFORMED;
+	plen = bpf_ntohs(ip6h->payload_len);
+	/* payload_len 0 is a jumbogram or an empty packet: the kernel's call */
+	if (!plen || c->pos + plen > c->end)
+		return REASON_MALFORMED;
+	reason = ipv6_address_reason(ip6h);
+	if (reason >= 0)
+		return reason;
+	if (ipv6_is_extension(ip6h->nexthdr))
+		return ip6h->nexthdr == IPPROTO_FRAGMENT ? REASON_FRAGMENT :
+							   REASON_IPV6_EXT_HEADER;
+	if (ip6h->nexthdr == IPPROTO_ICMPV6) {
+		__u8 *type = c->pos;
+
+		/* ICMPv6 types below 128 are errors */
+		if ((void *)(type + 1) <= c->end && *type < 128)
+			return REASON_ICMP_ERROR;
+	}
+	if (!(cfg->flags & IFACE_IPV6_FORWARDING))
+		return REASON_FWD_DISABLED;
+
+	fib.family = AF_INET6;
+	fib.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);
+	fib.l4_protocol = ip6h->nexthdr;
+	parse_ports(c, ip6h->nexthdr, &fib.sport, &fib.dport);
+	fib.tot_len = sizeof(*ip6h) + plen;
+	fib.ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(fib.ipv6_src, &ip6h->saddr, sizeof(fib.ipv6_src));
+	__builtin_memcpy(fib.ipv6_dst, &ip6h->daddr, sizeof(fib.ipv6_dst));
+
+	reason = fib_reason(bpf_fib_lookup(ctx, &fib, sizeof(fib), 0),
+			    ip6h->hop_limit);
+	if (reason >= 0)
+		return reason;
+	reason = egress_reason(ctx, cfg, fib.ifindex, false);
+	if (reason >= 0)
+		return reason;
+	return forward(ctx, &fib, sizeof(*ip6h) + plen, false);
+}
+
+static __always_inline bool mac_equal(const unsigned char *a, const __u8 *b)
+{
+	return ((const __u16 *)a)[0] == ((const __u16 *)b)[0] &&
+	       ((const __u16 *)a)[1] == ((const __u16 *)b)[1] &&
+	       ((const __u16 *)a)[2] == ((const __u16 *)b)[2];
+}
+
+static __always_inline int route_frame(struct xdp_md *ctx,
+				       const struct iface_config *cfg)
+{
+	struct cursor c = {
+		.pos = (void *)(long)ctx->data,
+		.end = (void *)(long)ctx->data_end,
+	};
+	struct ethhdr *eth = parse_eth(&c);
+
+	if (!eth)
+		return REASON_MALFORMED;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) &&
+	    eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return REASON_NOT_IP;
+	/* Linux routes only PACKET_HOST frames: not broadcast, multicast or
+	 * another host's MAC (seen in promiscuous mode).
+	 */
+	if (!mac_equal(eth->h_dest, cfg->mac))
+		return REASON_NOT_OUR_MAC;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return route_ipv4(ctx, cfg, &c);
+	return route_ipv6(ctx, cfg, &c);
+}
+
+SEC("xdp")
+int xdp_router(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u64 bytes = ctx->data_end - ctx->data;
+	const struct iface_config *cfg;
+
+	cfg = bpf_map_lookup_elem(&xdpr_ifaces, &ifindex);
+	if (!cfg)
+		return record(UNCONFIGURED_SLOT, REASON_IFACE_UNCONFIGURED, bytes);
+	return record(cfg->slot, route_frame(ctx, cfg), bytes);
+}
+
+char _license[] SEC("license") = "GPL";

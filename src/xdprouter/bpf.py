@@ -1,0 +1,294 @@
+"""BPF objects, programs and maps, through the system libbpf.
+
+A thin, typed layer over ``_libbpf``: open and load an object file, find its
+programs and maps, read and write maps (per-CPU ones included), attach XDP,
+and run a program on a packet with BPF_PROG_RUN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import _libbpf as L
+from .errors import BpfError
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+_libc.vsnprintf.restype = ctypes.c_int
+
+_log: list[str] = []
+
+
+@L.LIBBPF_PRINT_FN
+def _print(level: int, fmt: bytes, args: int) -> int:
+    buf = ctypes.create_string_buffer(4096)
+    _libc.vsnprintf(buf, len(buf), fmt, args)
+    _log.append(buf.value.decode(errors="replace"))
+    return 0
+
+
+L.lib.libbpf_set_print(ctypes.cast(_print, ctypes.c_void_p))
+
+
+def _check(rc: int, what: str) -> int:
+    """libbpf returns -errno (and sets errno) on failure."""
+    if rc < 0:
+        err = -rc if rc != -1 else ctypes.get_errno()
+        raise BpfError(what, err)
+    return rc
+
+
+def possible_cpus() -> int:
+    return _check(L.lib.libbpf_num_possible_cpus(), "counting possible CPUs")
+
+
+@dataclass
+class TestRun:
+    """The outcome of one BPF_PROG_RUN."""
+
+    retval: int
+    data: bytes
+    duration_ns: int
+
+
+class Program:
+    """A loaded program, by file descriptor (owned or borrowed)."""
+
+    def __init__(self, fd: int, owned: bool = False) -> None:
+        self.fd = fd
+        self._owned = owned
+
+    @classmethod
+    def from_id(cls, prog_id: int) -> Program:
+        fd = L.lib.bpf_prog_get_fd_by_id(prog_id)
+        _check(fd, f"opening BPF program id {prog_id}")
+        return cls(fd, owned=True)
+
+    def info(self) -> L.BpfProgInfo:
+        info = L.BpfProgInfo()
+        size = L.c_u32(ctypes.sizeof(info))
+        _check(L.lib.bpf_obj_get_info_by_fd(self.fd, ctypes.byref(info), ctypes.byref(size)), "reading program info")
+        return info
+
+    def map_ids(self) -> list[int]:
+        count = self.info().nr_map_ids
+        ids = (L.c_u32 * count)()
+        info = L.BpfProgInfo(nr_map_ids=count, map_ids=ctypes.addressof(ids))
+        size = L.c_u32(ctypes.sizeof(info))
+        _check(L.lib.bpf_obj_get_info_by_fd(self.fd, ctypes.byref(info), ctypes.byref(size)), "reading program maps")
+        return list(ids[: info.nr_map_ids])
+
+    def test_run(
+        self,
+        packet: bytes,
+        *,
+        ingress_ifindex: int = 0,
+        repeat: int = 1,
+        live_frames: bool = False,
+        batch_size: int = 0,
+    ) -> TestRun:
+        """Run the program on ``packet`` (BPF_PROG_RUN) in the caller's netns."""
+        data_in = ctypes.create_string_buffer(packet, len(packet))
+        out_size = max(len(packet) + 512, 4096)
+        data_out = ctypes.create_string_buffer(out_size)
+        ctx = L.XdpMd(data=0, data_end=len(packet), ingress_ifindex=ingress_ifindex)
+        opts = L.BpfTestRunOpts(
+            sz=ctypes.sizeof(L.BpfTestRunOpts),
+            data_in=ctypes.cast(data_in, ctypes.c_void_p),
+            data_size_in=len(packet),
+            ctx_in=ctypes.cast(ctypes.byref(ctx), ctypes.c_void_p),
+            ctx_size_in=ctypes.sizeof(ctx),
+            repeat=repeat,
+            batch_size=batch_size,
+        )
+        if live_frames:
+            opts.flags = L.BPF_F_TEST_XDP_LIVE_FRAMES
+        else:
+            opts.data_out = ctypes.cast(data_out, ctypes.c_void_p)
+            opts.data_size_out = out_size
+        _check(L.lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)), "BPF_PROG_RUN")
+        return TestRun(opts.retval, data_out.raw[: opts.data_size_out] if not live_frames else b"", opts.duration)
+
+    def close(self) -> None:
+        if self._owned and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Map:
+    """A map by file descriptor; keys and values are ctypes objects or bytes."""
+
+    def __init__(self, fd: int, info: L.BpfMapInfo, owned: bool = False) -> None:
+        self.fd = fd
+        self.info = info
+        self._owned = owned
+
+    @classmethod
+    def from_fd(cls, fd: int, owned: bool = False) -> Map:
+        info = L.BpfMapInfo()
+        size = L.c_u32(ctypes.sizeof(info))
+        _check(L.lib.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)), "reading map info")
+        return cls(fd, info, owned)
+
+    @classmethod
+    def from_id(cls, map_id: int) -> Map:
+        fd = L.lib.bpf_map_get_fd_by_id(map_id)
+        _check(fd, f"opening BPF map id {map_id}")
+        return cls.from_fd(fd, owned=True)
+
+    @property
+    def name(self) -> str:
+        return self.info.name.decode()
+
+    @property
+    def per_cpu(self) -> bool:
+        # BPF_MAP_TYPE_PERCPU_HASH = 5, PERCPU_ARRAY = 6, LRU_PERCPU_HASH = 10
+        return self.info.type in (5, 6, 10)
+
+    def _value_buffer(self) -> ctypes.Array[ctypes.c_char]:
+        size = self.info.value_size
+        if self.per_cpu:
+            size = ((size + 7) // 8 * 8) * possible_cpus()
+        return ctypes.create_string_buffer(size)
+
+    def lookup(self, key: ctypes._CData) -> bytes | None:
+        """The raw value (all CPUs' values, 8-byte aligned, for per-CPU maps)."""
+        value = self._value_buffer()
+        rc = L.lib.bpf_map_lookup_elem(self.fd, ctypes.byref(key), value)
+        if rc < 0:
+            err = ctypes.get_errno()
+            if err == 2:  # ENOENT
+                return None
+            raise BpfError(f"looking up in map {self.name}", err)
+        return value.raw
+
+    def lookup_per_cpu(self, key: ctypes._CData, value_type: type[ctypes.Structure]) -> list[ctypes.Structure]:
+        raw = self.lookup(key)
+        if raw is None:
+            return []
+        stride = (ctypes.sizeof(value_type) + 7) // 8 * 8
+        return [value_type.from_buffer_copy(raw, i * stride) for i in range(len(raw) // stride)]
+
+    def update(self, key: ctypes._CData, value: ctypes._CData | bytes, flags: int = L.BPF_ANY) -> None:
+        buf = value if isinstance(value, bytes) else bytes(value)  # type: ignore[arg-type]
+        _check(L.lib.bpf_map_update_elem(self.fd, ctypes.byref(key), buf, flags), f"updating map {self.name}")
+
+    def delete(self, key: ctypes._CData) -> bool:
+        rc = L.lib.bpf_map_delete_elem(self.fd, ctypes.byref(key))
+        if rc < 0:
+            err = ctypes.get_errno()
+            if err == 2:
+                return False
+            raise BpfError(f"deleting from map {self.name}", err)
+        return True
+
+    def keys(self, key_type: type[ctypes._SimpleCData]) -> Iterator[int]:
+        prev: ctypes._CData | None = None
+        while True:
+            nxt = key_type()
+            rc = L.lib.bpf_map_get_next_key(
+                self.fd, ctypes.byref(prev) if prev is not None else None, ctypes.byref(nxt)
+            )
+            if rc < 0:
+                return
+            yield nxt.value
+            prev = nxt
+
+    def close(self) -> None:
+        if self._owned and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Object:
+    """A BPF object file opened and loaded by libbpf (bpf_object__*)."""
+
+    def __init__(self, path: str) -> None:
+        _log.clear()
+        obj = L.lib.bpf_object__open_file(path.encode(), None)
+        if not obj or L.lib.libbpf_get_error(obj):
+            raise BpfError(f"opening {path}", ctypes.get_errno() or 2)
+        self._obj: int | None = obj
+        rc = L.lib.bpf_object__load(obj)
+        if rc < 0:
+            log = "".join(_log)
+            self.close()
+            raise BpfError(f"loading {os.path.basename(path)}", -rc, log)
+
+    def program(self, name: str) -> Program:
+        prog = L.lib.bpf_object__find_program_by_name(self._obj, name.encode())
+        if not prog:
+            raise BpfError(f"no program {name!r} in object", 2)
+        return Program(L.lib.bpf_program__fd(prog))
+
+    def map(self, name: str) -> Map:
+        m = L.lib.bpf_object__find_map_by_name(self._obj, name.encode())
+        if not m:
+            raise BpfError(f"no map {name!r} in object", 2)
+        return Map.from_fd(L.lib.bpf_map__fd(m))
+
+    def close(self) -> None:
+        if self._obj:
+            L.lib.bpf_object__close(self._obj)
+            self._obj = None
+
+    def __enter__(self) -> Object:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class XdpState:
+    """What is attached to an interface (bpf_xdp_query)."""
+
+    prog_id: int
+    mode: str  # "native", "generic", "offload", "multi" or "none"
+
+
+_MODES = {
+    L.XDP_ATTACHED_NONE: "none",
+    L.XDP_ATTACHED_DRV: "native",
+    L.XDP_ATTACHED_SKB: "generic",
+    L.XDP_ATTACHED_HW: "offload",
+    L.XDP_ATTACHED_MULTI: "multi",
+}
+MODE_FLAGS = {"native": L.XDP_FLAGS_DRV_MODE, "generic": L.XDP_FLAGS_SKB_MODE}
+
+
+def xdp_query(ifindex: int) -> XdpState:
+    opts = L.BpfXdpQueryOpts(sz=ctypes.sizeof(L.BpfXdpQueryOpts))
+    _check(L.lib.bpf_xdp_query(ifindex, 0, ctypes.byref(opts)), f"querying XDP on ifindex {ifindex}")
+    mode = _MODES.get(opts.attach_mode, "unknown")
+    prog_id = opts.prog_id or opts.drv_prog_id or opts.skb_prog_id or opts.hw_prog_id
+    return XdpState(prog_id, mode)
+
+
+def xdp_attach(ifindex: int, prog_fd: int, mode: str, *, old_prog_fd: int | None = None) -> None:
+    """Attach in ``mode``; with ``old_prog_fd``, replace only that program."""
+    flags = MODE_FLAGS[mode]
+    opts = L.BpfXdpAttachOpts(sz=ctypes.sizeof(L.BpfXdpAttachOpts))
+    if old_prog_fd is None:
+        flags |= L.XDP_FLAGS_UPDATE_IF_NOEXIST
+    else:
+        flags |= L.XDP_FLAGS_REPLACE
+        opts.old_prog_fd = old_prog_fd
+    _check(L.lib.bpf_xdp_attach(ifindex, prog_fd, flags, ctypes.byref(opts)), f"attaching XDP ({mode})")
+
+
+def xdp_detach(ifindex: int, mode: str) -> None:
+    _check(L.lib.bpf_xdp_detach(ifindex, MODE_FLAGS[mode], None), f"detaching XDP ({mode})")
+
+
+@contextlib.contextmanager
+def opened_program(prog_id: int) -> Iterator[Program]:
+    prog = Program.from_id(prog_id)
+    try:
+        yield prog
+    finally:
+        prog.close()

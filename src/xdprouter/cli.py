@@ -1,0 +1,150 @@
+"""The ``xdprouter`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import abi
+from .errors import XdpRouterError
+from .router import MODES, IfaceCounters, Router
+
+EXAMPLES = """\
+examples:
+  xdprouter attach eth0 eth1             load the fast path, attach to both
+  xdprouter attach --mode generic eth2   add a third interface, generic XDP
+  xdprouter status --json                what is attached where
+  xdprouter stats --watch 1              counters and rates every second
+  xdprouter detach --all                 back to plain kernel forwarding
+  ip netns exec r1 xdprouter stats       commands work in any namespace
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xdprouter",
+        description="An XDP fast path for Linux forwarding: the kernel's routes, faster.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    a = sub.add_parser("attach", help="attach the fast path to interfaces")
+    a.add_argument("ifaces", nargs="+", metavar="IFACE")
+    a.add_argument("--mode", choices=MODES, default="auto", help="XDP mode (auto: native, else generic)")
+    a.add_argument("--force", action="store_true", help="replace another XDP program already attached")
+
+    d = sub.add_parser("detach", help="detach from interfaces")
+    d.add_argument("ifaces", nargs="*", metavar="IFACE")
+    d.add_argument("--all", action="store_true", help="detach from every interface")
+
+    s = sub.add_parser("status", help="what is attached where")
+    s.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("stats", help="counters per interface, verdict and reason")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS, with rates")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    router = Router()
+    try:
+        return _COMMANDS[args.command](router, args)
+    except XdpRouterError as e:
+        print(f"xdprouter: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _attach(router: Router, args: argparse.Namespace) -> int:
+    report = router.attach(args.ifaces, mode=args.mode, force=args.force)
+    for w in report.warnings:
+        print(f"xdprouter: warning: {w}", file=sys.stderr)
+    for s in report.attached:
+        print(f"attached to {s.name} ({s.mode}, prog id {s.prog_id})")
+    return 0
+
+
+def _detach(router: Router, args: argparse.Namespace) -> int:
+    if args.all == bool(args.ifaces):
+        raise XdpRouterError("name interfaces to detach, or --all")
+    names = router.detach(None if args.all else args.ifaces)
+    for name in names:
+        print(f"detached from {name}")
+    if args.all and not names:
+        print("xdprouter is not attached here")
+    return 0
+
+
+def _status(router: Router, args: argparse.Namespace) -> int:
+    rows = router.status()
+    if args.json:
+        print(
+            json.dumps(
+                [{"iface": r.name, "ifindex": r.ifindex, "mode": r.mode, "prog_id": r.prog_id} for r in rows], indent=2
+            )
+        )
+        return 0
+    if not rows:
+        print("xdprouter is not attached in this namespace")
+        return 0
+    print(f"{'IFACE':<16} {'IFINDEX':>7}  {'MODE':<8} PROG")
+    for r in rows:
+        print(f"{r.name:<16} {r.ifindex:>7}  {r.mode:<8} {r.prog_id}")
+    return 0
+
+
+_VERDICTS = [v.name.lower() for v in abi.Verdict]
+
+
+def _table(stats: dict[str, IfaceCounters], rates: dict[str, dict[str, float]] | None) -> str:
+    lines = [f"{'IFACE':<16}" + "".join(f"{v:>14}" for v in _VERDICTS)]
+    for name, c in stats.items():
+        lines.append(f"{name:<16}" + "".join(f"{c.packets(v):>14}" for v in abi.Verdict))
+        if rates is not None:
+            r = rates.get(name, {})
+            lines.append(f"{'  pkt/s':<16}" + "".join(f"{r.get(v, 0.0):>14.0f}" for v in _VERDICTS))
+        for reason, counter in c.reasons.items():
+            if counter.packets and reason != "forward":
+                verdict = abi.Reason[reason.upper()].verdict.name.lower()
+                lines.append(f"  {reason:<28} {counter.packets:>12} pkts {counter.bytes:>14} bytes  ({verdict})")
+    return "\n".join(lines)
+
+
+def _stats(router: Router, args: argparse.Namespace) -> int:
+    if args.watch is None:
+        stats = router.stats()
+        if args.json:
+            print(json.dumps({n: c.as_dict() for n, c in stats.items()}, indent=2))
+        elif not stats:
+            print("xdprouter is not attached in this namespace")
+        else:
+            print(_table(stats, None))
+        return 0
+    prev, t_prev = router.stats(), time.monotonic()
+    while True:
+        time.sleep(args.watch)
+        cur, t_cur = router.stats(), time.monotonic()
+        dt = t_cur - t_prev
+        rates = {
+            n: {v.name.lower(): (c.packets(v) - prev[n].packets(v)) / dt for v in abi.Verdict}
+            for n, c in cur.items()
+            if n in prev
+        }
+        if args.json:
+            out = {n: {**c.as_dict(), "rates": rates.get(n, {})} for n, c in cur.items()}
+            print(json.dumps(out), flush=True)
+        else:
+            print(f"\n{time.strftime('%H:%M:%S')}\n{_table(cur, rates)}", flush=True)
+        prev, t_prev = cur, t_cur
+
+
+_COMMANDS = {"attach": _attach, "detach": _detach, "status": _status, "stats": _stats}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The one module that speaks netlink (through pyroute2)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    mac: str
+
+
+def links() -> list[Link]:
+    """Every interface of the caller's network namespace."""
+    with IPRoute() as ipr:
+        return [
+            Link(msg["index"], msg.get_attr("IFLA_IFNAME"), msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00")
+            for msg in ipr.get_links()
+        ]
+
+
+def resolve(names: list[str]) -> list[Link]:
+    """The links named, in order; an unknown name is a one-line error."""
+    by_name = {link.name: link for link in links()}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise UsageError(f"unknown interface{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    return [by_name[n] for n in names]
+
+
+def ipv4_addresses() -> set[ipaddress.IPv4Address]:
+    """Every IPv4 address configured in the namespace."""
+    with IPRoute() as ipr:
+        return {
+            ipaddress.IPv4Address(msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
+            for msg in ipr.get_addr(family=2)
+        }

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,6 +54,19 @@ class Host:
     ip6: str
     gw4: str
     gw6: str
+
+
+@dataclass(frozen=True)
+class Transfer:
+    sent: int
+    received: int
+    sent_sha256: str
+    received_sha256: str
+    seconds: float
+
+    @property
+    def intact(self) -> bool:
+        return self.sent == self.received and self.sent_sha256 == self.received_sha256
 
 
 class Lab:
@@ -124,6 +141,49 @@ class Lab:
     def xdprouter(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The CLI as a separate process inside the router namespace."""
         return self.run(self.router, sys.executable, "-m", "xdprouter.cli", *args, check=check)
+
+    def tcp_transfer(self, src: Host, dst: Host, nbytes: int, *, ipv6: bool = False, port: int = 5201) -> Transfer:
+        """Send ``nbytes`` of TCP from ``src`` to ``dst``; hashes taken on both ends."""
+        family = socket.AF_INET6 if ipv6 else socket.AF_INET
+        addr = dst.ip6 if ipv6 else dst.ip4
+        with netns(dst.ns):
+            server = socket.socket(family, socket.SOCK_STREAM)
+        with netns(src.ns):
+            client = socket.socket(family, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((addr, port))
+        server.listen(1)
+        server.settimeout(30)
+        client.settimeout(30)
+        received = hashlib.sha256()
+        got = [0]
+
+        def receive() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(30)
+                while chunk := conn.recv(1 << 16):
+                    received.update(chunk)
+                    got[0] += len(chunk)
+
+        receiver = threading.Thread(target=receive)
+        receiver.start()
+        sent = hashlib.sha256()
+        start = time.monotonic()
+        try:
+            client.connect((addr, port))
+            block = os.urandom(1 << 16)
+            left = nbytes
+            while left > 0:
+                chunk = block[: min(left, len(block))]
+                client.sendall(chunk)
+                sent.update(chunk)
+                left -= len(chunk)
+        finally:
+            client.close()
+            receiver.join(60)
+            server.close()
+        return Transfer(nbytes, got[0], sent.hexdigest(), received.hexdigest(), time.monotonic() - start)
 
     def close(self) -> None:
         for ns in self.namespaces:

@@ -35,7 +35,7 @@ venv: $(VENV)/.installed
 deps: $(BUILD)/.deps venv
 
 $(BUILD)/abi.h: src/xdprouter/abi.py | $(BUILD)/.deps
-	PYTHONPATH=src $(PYTHON) -m xdprouter.abi > $@.tmp && mv $@.tmp $@
+	$(PYTHON) src/xdprouter/abi.py > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/%.bpf.o: bpf/%.bpf.c $(BPF_HEADERS) | $(BUILD)/.deps
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@

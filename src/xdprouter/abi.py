@@ -1,7 +1,7 @@
 """The data plane's ABI: the one definition of what C and Python share.
 
 Every enum, flag and struct that crosses the kernel/user boundary is declared
-here once.  ``python -m xdprouter.abi`` writes the C header the BPF program
+here once.  ``python3 src/xdprouter/abi.py`` writes the C header the BPF program
 includes (``build/abi.h``), so the two sides cannot drift apart; a test checks
 the compiled object's BTF against these ctypes layouts.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import re
 import sys
 
 
@@ -104,6 +105,20 @@ class IfaceStats(ctypes.Structure):
     _fields_ = [("reasons", Counter * REASON_MAX)]
 
 
+GEN_HDR_LEN = 64  # room for eth + IPv6 + UDP (62 bytes), the largest header the generator writes
+
+
+class GenConfig(ctypes.Structure):
+    """The live-frames generator's template (bpf/traffic.bpf.c, ``gen_config``)."""
+
+    _fields_ = [
+        ("header", ctypes.c_uint8 * GEN_HDR_LEN),  # the frame's first bytes, as built
+        ("flows", ctypes.c_uint32),  # distinct source ports (1: fixed)
+        ("dsts", ctypes.c_uint32),  # distinct destination addresses (1: fixed)
+        ("ipv6", ctypes.c_uint32),
+    ]
+
+
 # Names of the BPF objects, shared with the C source.
 PROG_NAME = "xdp_router"
 MAP_IFACES = "xdpr_ifaces"
@@ -133,14 +148,15 @@ def _c_field(name: str, ctype: type) -> str:
 
 
 def _c_struct_name(struct: type) -> str:
-    return {"IfaceConfig": "iface_config", "Counter": "counter", "IfaceStats": "iface_stats"}[struct.__name__]
+    """CamelCase to the C name: IfaceConfig -> iface_config."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", struct.__name__).lower()
 
 
 def c_header() -> str:
     """The C header generated from this module (build/abi.h)."""
     out = [
         "/* SPDX-License-Identifier: GPL-2.0 */",
-        "/* Generated from src/xdprouter/abi.py by `python -m xdprouter.abi`. Do not edit. */",
+        "/* Generated from src/xdprouter/abi.py by `python3 src/xdprouter/abi.py`. Do not edit. */",
         "#ifndef XDPR_ABI_H",
         "#define XDPR_ABI_H",
         "",
@@ -154,8 +170,8 @@ def c_header() -> str:
     out += [f"\tREASON_MAX = {REASON_MAX},", "};", "", "enum iface_flag {"]
     out += [f"\tIFACE_{f.name} = {f.value}," for f in IfaceFlag]
     out += ["};", "", f"#define MAX_IFACES {MAX_IFACES}", f"#define UNCONFIGURED_SLOT {UNCONFIGURED_SLOT}"]
-    out += [f"#define MAX_LOCAL_ADDRS {MAX_LOCAL_ADDRS}", ""]
-    for struct in (IfaceConfig, Counter, IfaceStats):
+    out += [f"#define MAX_LOCAL_ADDRS {MAX_LOCAL_ADDRS}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}", ""]
+    for struct in (IfaceConfig, Counter, IfaceStats, GenConfig):
         out.append(f"struct {_c_struct_name(struct)} {{")
         out += [_c_field(name, ctype) for name, ctype in struct._fields_]  # type: ignore[misc]
         out += ["};", f'_Static_assert(sizeof(struct {_c_struct_name(struct)}) == {ctypes.sizeof(struct)}, "abi");', ""]

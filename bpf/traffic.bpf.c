@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Load generation and counting for the lab and the benchmark.
+ *
+ * xdp_gen runs under BPF_PROG_RUN in live-frames mode on a sending host:
+ * frames are recycled unreset (the router rewrote MACs and TTL in the same
+ * page), so every run writes the whole header again from a template, then
+ * varies ports and addresses to make many flows.
+ *
+ * xdp_sink is attached to the receiving host: it counts and drops.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_config);
+} gen_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} gen_seq SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counter);
+} sink_count SEC(".maps");
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+static __always_inline void ipv4_set_dst(struct iphdr *iph, __u32 offset)
+{
+	const __u16 *w = (const __u16 *)iph;
+	__u32 sum = 0;
+
+	iph->daddr = bpf_htonl(bpf_ntohl(iph->daddr) + offset);
+	iph->check = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
+		sum += w[i];
+	iph->check = csum_fold(sum);
+}
+
+#define GEN_V4_HDR (ETH_HLEN + sizeof(struct iphdr) + sizeof(struct udphdr))
+#define GEN_V6_HDR (ETH_HLEN + sizeof(struct ipv6hdr) + sizeof(struct udphdr))
+
+static __always_inline int gen_ipv4(void *data, void *data_end,
+				    const struct gen_config *cfg, __u32 i)
+{
+	struct iphdr *iph = data + ETH_HLEN;
+	struct udphdr *udp = (void *)(iph + 1);
+
+	if ((void *)(udp + 1) > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(data, cfg->header, GEN_V4_HDR);
+	if (cfg->dsts > 1)
+		ipv4_set_dst(iph, i % cfg->dsts);
+	if (cfg->flows > 1)
+		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
+	return XDP_TX;
+}
+
+static __always_inline int gen_ipv6(void *data, void *data_end,
+				    const struct gen_config *cfg, __u32 i)
+{
+	struct ipv6hdr *ip6h = data + ETH_HLEN;
+	struct udphdr *udp = (void *)(ip6h + 1);
+	__u32 *dst = &ip6h->daddr.in6_u.u6_addr32[3];
+
+	if ((void *)(udp + 1) > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(data, cfg->header, GEN_V6_HDR);
+	if (cfg->dsts > 1)
+		*dst = bpf_htonl(bpf_ntohl(*dst) + i % cfg->dsts);
+	if (cfg->flows > 1)
+		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int xdp_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct gen_config *cfg;
+	__u32 key = 0, i;
+	__u64 *seq;
+
+	cfg = bpf_map_lookup_elem(&gen_config, &key);
+	seq = bpf_map_lookup_elem(&gen_seq, &key);
+	if (!cfg || !seq)
+		return XDP_ABORTED;
+	i = (*seq)++;
+	if (cfg->ipv6)
+		return gen_ipv6(data, data_end, cfg, i);
+	return gen_ipv4(data, data_end, cfg, i);
+}
+
+SEC("xdp")
+int xdp_sink(struct xdp_md *ctx)
+{
+	struct counter *c;
+	__u32 key = 0;
+
+	c = bpf_map_lookup_elem(&sink_count, &key);
+	if (c) {
+		c->packets++;
+		c->bytes += ctx->data_end - ctx->data;
+	}
+	return XDP_DROP;
+}
+
+char _license[] SEC("license") = "GPL";

@@ -72,7 +72,7 @@ static __always_inline int gen_ipv4(void *data, void *data_end,
 		return XDP_ABORTED;
 	__builtin_memcpy(data, cfg->header, GEN_V4_HDR);
 	if (cfg->dsts > 1)
-		ipv4_set_dst(iph, i % cfg->dsts);
+		ipv4_set_dst(iph, (i % cfg->dsts) << cfg->dst_shift);
 	if (cfg->flows > 1)
 		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
 	return XDP_TX;
@@ -89,7 +89,8 @@ static __always_inline int gen_ipv6(void *data, void *data_end,
 		return XDP_ABORTED;
 	__builtin_memcpy(data, cfg->header, GEN_V6_HDR);
 	if (cfg->dsts > 1)
-		*dst = bpf_htonl(bpf_ntohl(*dst) + i % cfg->dsts);
+		*dst = bpf_htonl(bpf_ntohl(*dst) +
+				 ((i % cfg->dsts) << cfg->dst_shift));
 	if (cfg->flows > 1)
 		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
 	return XDP_TX;

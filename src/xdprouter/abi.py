@@ -115,6 +115,7 @@ class GenConfig(ctypes.Structure):
         ("header", ctypes.c_uint8 * GEN_HDR_LEN),  # the frame's first bytes, as built
         ("flows", ctypes.c_uint32),  # distinct source ports (1: fixed)
         ("dsts", ctypes.c_uint32),  # distinct destination addresses (1: fixed)
+        ("dst_shift", ctypes.c_uint32),  # destination i is the frame's + (i << dst_shift)
         ("ipv6", ctypes.c_uint32),
     ]
 

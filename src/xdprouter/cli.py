@@ -19,6 +19,7 @@ examples:
   xdprouter stats --watch 1              counters and rates every second
   xdprouter detach --all                 back to plain kernel forwarding
   ip netns exec r1 xdprouter stats       commands work in any namespace
+  xdprouter bench --plot bench.png       Linux vs xdprouter, in a lab of its own
 """
 
 
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="counters per interface, verdict and reason")
     st.add_argument("--json", action="store_true")
     st.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS, with rates")
+
+    b = sub.add_parser("bench", help="forwarding rate vs Linux in a lab of namespaces (takes a minute or two)")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--plot", metavar="PNG", help="write a bar chart")
+    b.add_argument("--frames", type=int, default=1_000_000, help="frames per measurement (64-byte cases)")
+    b.add_argument("--reps", type=int, default=3, help="measurements per case and configuration")
+    b.add_argument("--routes", type=int, default=800_000, help="routes in the full-table case (0: skip it)")
     return p
 
 
@@ -144,7 +152,13 @@ def _stats(router: Router, args: argparse.Namespace) -> int:
         prev, t_prev = cur, t_cur
 
 
-_COMMANDS = {"attach": _attach, "detach": _detach, "status": _status, "stats": _stats}
+def _bench(router: Router, args: argparse.Namespace) -> int:
+    from .bench import main_bench
+
+    return main_bench(args.json, args.plot, args.frames, args.reps, args.routes)
+
+
+_COMMANDS = {"attach": _attach, "detach": _detach, "status": _status, "stats": _stats, "bench": _bench}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -53,17 +53,26 @@ class Traffic:
         self.close()
 
     def send(
-        self, ifindex: int, frame: bytes, count: int, *, flows: int = 1, dsts: int = 1, batch_size: int = 64
+        self,
+        ifindex: int,
+        frame: bytes,
+        count: int,
+        *,
+        flows: int = 1,
+        dsts: int = 1,
+        dst_shift: int = 0,
+        batch_size: int = 64,
     ) -> SendResult:
         """Send ``count`` copies of ``frame`` out of ``ifindex`` (caller's netns).
 
         ``flows`` source ports and ``dsts`` destination addresses, counting up
-        from the frame's own, are cycled through.
+        from the frame's own (destinations in steps of ``1 << dst_shift``),
+        are cycled through.
         """
         ipv6 = frame[12:14] == b"\x86\xdd"
         if len(frame) < (62 if ipv6 else 42):
             raise UsageError("frames must hold Ethernet, IP and UDP headers")
-        config = abi.GenConfig(flows=flows, dsts=dsts, ipv6=int(ipv6))
+        config = abi.GenConfig(flows=flows, dsts=dsts, dst_shift=dst_shift, ipv6=int(ipv6))
         header = frame[: abi.GEN_HDR_LEN].ljust(abi.GEN_HDR_LEN, b"\0")
         config.header[:] = list(header)
         self._config.update(ctypes.c_uint32(0), config)

@@ -302,6 +302,7 @@ def run(
     table_routes: int = 800_000,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> Report:
+    cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {0})  # one core generates; the NAPI work follows it
     stats_path = Path("/proc/sys/kernel/bpf_stats_enabled")
     stats_before = stats_path.read_text().strip()
@@ -310,6 +311,7 @@ def run(
         return _run(frames, reps, table_routes, log)
     finally:
         stats_path.write_text(stats_before)
+        os.sched_setaffinity(0, cpus)
 
 
 def _run(frames: int, reps: int, table_routes: int, log: Callable[[str], None]) -> Report:

@@ -28,7 +28,7 @@ $(BUILD)/.deps:
 
 $(VENV)/.installed: pyproject.toml $(BUILD)/.deps
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -49,7 +49,7 @@ test: venv bpf
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: venv bpf
-	$(VENV)/bin/xdprouter bench
+	$(VENV)/bin/xdprouter bench --plot bench-results/bench.png
 
 lint: venv
 	$(VENV)/bin/ruff check src tests

@@ -1,0 +1,41 @@
+"""attach says plainly what the fast path bypasses: rp_filter and netfilter
+rules on the forwarding hooks."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from xdprouter.lab import Lab
+
+
+def test_no_warning_on_a_plain_router(lab: Lab) -> None:
+    out = lab.xdprouter("attach", *lab.router_ifaces)
+    assert "warning" not in out.stderr
+
+
+def test_rp_filter_is_named_with_what_to_do(lab: Lab) -> None:
+    lab.sysctl(lab.router, "net.ipv4.conf.veth1.rp_filter", "1")
+    out = lab.xdprouter("attach", *lab.router_ifaces)
+    assert out.returncode == 0
+    warning = [line for line in out.stderr.splitlines() if "rp_filter" in line]
+    assert len(warning) == 1 and "veth1" in warning[0] and "veth2" not in warning[0]
+    assert "rp_filter=0" in warning[0]
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
+def test_netfilter_forward_rules_are_named(lab: Lab) -> None:
+    rules = "table inet filt { chain xfwd { type filter hook forward priority 0; ip saddr 10.9.9.9 drop; } }"
+    lab.run(lab.router, "sh", "-c", f"echo '{rules}' | nft -f -")
+    out = lab.xdprouter("attach", *lab.router_ifaces)
+    assert out.returncode == 0
+    assert "netfilter" in out.stderr and "inet filt xfwd" in out.stderr
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
+def test_empty_accepting_chains_are_not_reported(lab: Lab) -> None:
+    rules = "table inet filt { chain xfwd { type filter hook forward priority 0; policy accept; } }"
+    lab.run(lab.router, "sh", "-c", f"echo '{rules}' | nft -f -")
+    out = lab.xdprouter("attach", *lab.router_ifaces)
+    assert "netfilter" not in out.stderr

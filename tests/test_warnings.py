@@ -10,6 +10,12 @@ import pytest
 from xdprouter.lab import Lab
 
 
+def _forward_chain(lab: Lab, policy: str) -> None:
+    lab.run(lab.router, "nft", "add", "table", "inet", "filt")
+    chain = f"{{ type filter hook forward priority 0 ; policy {policy} ; }}"
+    lab.run(lab.router, "nft", "add", "chain", "inet", "filt", "xfwd", chain)
+
+
 def test_no_warning_on_a_plain_router(lab: Lab) -> None:
     out = lab.xdprouter("attach", *lab.router_ifaces)
     assert "warning" not in out.stderr
@@ -26,8 +32,8 @@ def test_rp_filter_is_named_with_what_to_do(lab: Lab) -> None:
 
 @pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
 def test_netfilter_forward_rules_are_named(lab: Lab) -> None:
-    rules = "table inet filt { chain xfwd { type filter hook forward priority 0; ip saddr 10.9.9.9 drop; } }"
-    lab.run(lab.router, "sh", "-c", f"echo '{rules}' | nft -f -")
+    _forward_chain(lab, "accept")
+    lab.run(lab.router, "nft", "add", "rule", "inet", "filt", "xfwd", "ip", "saddr", "10.9.9.9", "drop")
     out = lab.xdprouter("attach", *lab.router_ifaces)
     assert out.returncode == 0
     assert "netfilter" in out.stderr and "inet filt xfwd" in out.stderr
@@ -35,7 +41,6 @@ def test_netfilter_forward_rules_are_named(lab: Lab) -> None:
 
 @pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
 def test_empty_accepting_chains_are_not_reported(lab: Lab) -> None:
-    rules = "table inet filt { chain xfwd { type filter hook forward priority 0; policy accept; } }"
-    lab.run(lab.router, "sh", "-c", f"echo '{rules}' | nft -f -")
+    _forward_chain(lab, "accept")
     out = lab.xdprouter("attach", *lab.router_ifaces)
     assert "netfilter" not in out.stderr

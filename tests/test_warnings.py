@@ -44,3 +44,13 @@ def test_empty_accepting_chains_are_not_reported(lab: Lab) -> None:
     _forward_chain(lab, "accept")
     out = lab.xdprouter("attach", *lab.router_ifaces)
     assert "netfilter" not in out.stderr
+
+
+def test_unlocked_route_mtu_is_named_and_locked_is_not(lab: Lab) -> None:
+    lab.ip(lab.router, "route", "add", "198.18.0.0/24", "via", lab.h2.ip4, "mtu", "1300")
+    lab.ip(lab.router, "route", "add", "198.19.0.0/24", "via", lab.h2.ip4, "mtu", "lock", "1300")
+    out = lab.xdprouter("attach", *lab.router_ifaces)
+    warning = [line for line in out.stderr.splitlines() if "mtu" in line]
+    assert len(warning) == 1
+    assert "198.18.0.0/24 mtu 1300" in warning[0] and "198.19.0.0" not in warning[0]
+    assert "mtu lock" in warning[0]

@@ -42,3 +42,24 @@ def ipv4_addresses() -> set[ipaddress.IPv4Address]:
             ipaddress.IPv4Address(msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
             for msg in ipr.get_addr(family=2)
         }
+
+
+RTAX_MTU = 2
+
+
+def routes_with_unlocked_mtu() -> list[str]:
+    """Routes carrying an ``mtu`` metric that is not locked, in every table.
+
+    Linux forwarding honours such an MTU; bpf_fib_lookup() only honours a
+    locked one (``mtu lock N``), so the two disagree on these routes.
+    """
+    out = []
+    with IPRoute() as ipr:
+        for family in (2, 10):
+            for msg in ipr.route("dump", family=family):
+                metrics = msg.get_attr("RTA_METRICS")
+                mtu = metrics.get_attr("RTAX_MTU") if metrics else None
+                if mtu and not (metrics.get_attr("RTAX_LOCK") or 0) & (1 << RTAX_MTU):
+                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
+                    out.append(f"{dst}/{msg['dst_len']} mtu {mtu} (table {msg.get_attr('RTA_TABLE')})")
+    return out

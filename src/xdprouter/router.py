@@ -454,6 +454,14 @@ def _bypass_warnings(links: list[netlink.Link]) -> list[str]:
             "spoofed sources Linux would drop are forwarded; set net.ipv4.conf.{all,IFACE}.rp_filter=0 "
             "to make Linux agree, or filter sources with firewall rules (docs/operations.md)"
         )
+    mtu_routes = netlink.routes_with_unlocked_mtu()
+    if mtu_routes:
+        shown = ", ".join(mtu_routes[:5]) + (f" and {len(mtu_routes) - 5} more" if len(mtu_routes) > 5 else "")
+        warnings.append(
+            f"routes with an unlocked mtu metric ({shown}): Linux honours that MTU when forwarding but the "
+            "fast path's FIB lookup only honours a locked one, so oversize frames would be forwarded; "
+            "lock it (ip route change ... mtu lock N) to make both agree (docs/operations.md)"
+        )
     chains = system.netfilter_forward_chains()
     if chains:
         warnings.append(

@@ -187,12 +187,49 @@ static __always_inline int forward(struct xdp_md *ctx,
 	return REASON_FORWARD;
 }
 
+/* fib_validate_source() looks the source up as a destination, entering by
+ * the egress device. Its quick form, used when there are no custom local
+ * routes or rules, no rp_filter and no redirect to send, only refuses our own
+ * addresses (xdpr_local4); its full form also refuses a source whose route
+ * back is local, broadcast, multicast or anycast. Which form the kernel uses
+ * is not visible here, so the fast path applies the full one: a source that
+ * passes it passes both. Blackhole, unreachable and prohibit routes back are
+ * accepted as the kernel accepts a failed lookup; a source with no route back
+ * at all cannot be told apart from a local one, so it goes to the kernel too.
+ */
+static __always_inline int ipv4_source_reason(struct xdp_md *ctx,
+					      const struct bpf_fib_lookup *fwd,
+					      const struct iphdr *iph)
+{
+	struct bpf_fib_lookup rev = {};
+
+	rev.family = AF_INET;
+	rev.tos = iph->tos;
+	rev.l4_protocol = iph->protocol;
+	rev.sport = fwd->dport;	/* fib4_rules_early_flow_dissect() swaps them */
+	rev.dport = fwd->sport;
+	rev.ifindex = fwd->ifindex;	/* the egress device, as flowi4_iif */
+	rev.ipv4_src = iph->daddr;
+	rev.ipv4_dst = iph->saddr;
+
+	switch (bpf_fib_lookup(ctx, &rev, sizeof(rev), BPF_FIB_LOOKUP_SKIP_NEIGH)) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		return -1;
+	default:	/* NOT_FWDED: not unicast, or no route; or can't tell */
+		return REASON_UNVERIFIED_SOURCE;
+	}
+}
+
 static __always_inline int route_ipv4(struct xdp_md *ctx,
 				      const struct iface_config *cfg,
 				      struct cursor *c)
 {
 	struct bpf_fib_lookup fib = {};
 	struct iphdr *iph = parse_ipv4(c);
+	void *l3_end;
 	__u16 tot_len;
 	int reason;
 
@@ -210,17 +247,20 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 		return reason;
 	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return REASON_FRAGMENT;
+	/* past tot_len is link-layer padding, not ICMP or ports */
+	l3_end = (void *)iph + tot_len;
 	if (iph->protocol == IPPROTO_ICMP) {
 		__u8 *type = c->pos;
 
-		if ((void *)(type + 1) <= c->end && icmp_is_error(*type))
+		if ((void *)(type + 1) <= c->end && (void *)(type + 1) <= l3_end &&
+		    icmp_is_error(*type))
 			return REASON_ICMP_ERROR;
 	}
 
 	fib.family = AF_INET;
 	fib.tos = iph->tos;
 	fib.l4_protocol = iph->protocol;
-	parse_ports(c, iph->protocol, &fib.sport, &fib.dport);
+	parse_ports(c, l3_end, iph->protocol, &fib.sport, &fib.dport);
 	fib.tot_len = tot_len;
 	fib.ifindex = ctx->ingress_ifindex;
 	fib.ipv4_src = iph->saddr;
@@ -232,6 +272,9 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 	/* fib_validate_source(): a source that is one of our own addresses. */
 	if (bpf_map_lookup_elem(&xdpr_local4, &iph->saddr))
 		return REASON_MARTIAN_SRC;
+	reason = ipv4_source_reason(ctx, &fib, iph);
+	if (reason >= 0)
+		return reason;
 	reason = egress_reason(ctx, cfg, fib.ifindex, true);
 	if (reason >= 0)
 		return reason;
@@ -285,6 +328,7 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 {
 	struct bpf_fib_lookup fib = {};
 	struct ipv6hdr *ip6h = parse_ipv6(c);
+	void *l3_end;
 	__u16 plen;
 	int reason;
 
@@ -300,11 +344,13 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 	if (ipv6_is_extension(ip6h->nexthdr))
 		return ip6h->nexthdr == IPPROTO_FRAGMENT ? REASON_FRAGMENT :
 							   REASON_IPV6_EXT_HEADER;
+	l3_end = c->pos + plen;	/* what follows is link-layer padding */
 	if (ip6h->nexthdr == IPPROTO_ICMPV6) {
 		__u8 *type = c->pos;
 
 		/* ICMPv6 types below 128 are errors */
-		if ((void *)(type + 1) <= c->end && *type < 128)
+		if ((void *)(type + 1) <= c->end && (void *)(type + 1) <= l3_end &&
+		    *type < 128)
 			return REASON_ICMP_ERROR;
 	}
 	if (!(cfg->flags & IFACE_IPV6_FORWARDING))
@@ -313,7 +359,7 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 	fib.family = AF_INET6;
 	fib.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);
 	fib.l4_protocol = ip6h->nexthdr;
-	parse_ports(c, ip6h->nexthdr, &fib.sport, &fib.dport);
+	parse_ports(c, l3_end, ip6h->nexthdr, &fib.sport, &fib.dport);
 	fib.tot_len = sizeof(*ip6h) + plen;
 	fib.ifindex = ctx->ingress_ifindex;
 	__builtin_memcpy(fib.ipv6_src, &ip6h->saddr, sizeof(fib.ipv6_src));

@@ -56,10 +56,13 @@ static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c)
 /* Source and destination port of TCP, UDP, UDP-Lite, SCTP and DCCP (all keep
  * them in their first four bytes), for the FIB's multipath hash. Zero when
  * the protocol has none or the header is truncated: the kernel's flow
- * dissector finds none either.
+ * dissector finds none either. "Truncated" is judged against the datagram's
+ * end (l3_end), not the frame's: ip_rcv()/ipv6_rcv() trim link-layer padding
+ * before anything hashes, so bytes of padding are never ports.
  */
-static __always_inline void parse_ports(struct cursor *c, __u8 proto,
-					__be16 *sport, __be16 *dport)
+static __always_inline void parse_ports(struct cursor *c, const void *l3_end,
+					__u8 proto, __be16 *sport,
+					__be16 *dport)
 {
 	__be16 *ports = c->pos;
 
@@ -75,7 +78,7 @@ static __always_inline void parse_ports(struct cursor *c, __u8 proto,
 	default:
 		return;
 	}
-	if ((void *)(ports + 2) > c->end)
+	if ((void *)(ports + 2) > c->end || (void *)(ports + 2) > l3_end)
 		return;
 	*sport = ports[0];
 	*dport = ports[1];

@@ -59,6 +59,9 @@ class Reason(enum.IntEnum):
     REDIRECT_FAILED = 25
     # handed to the kernel (continued)
     MULTICAST = 26  # IPv4/IPv6 multicast destination: multicast routing is the kernel's
+    # IPv4 source whose route back is not unicast (local, broadcast, none):
+    # fib_validate_source() decides
+    UNVERIFIED_SOURCE = 27
 
     @property
     def verdict(self) -> Verdict:

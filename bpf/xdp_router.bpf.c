@@ -42,7 +42,7 @@ static __always_inline int reason_action(int reason)
 		return XDP_TX;
 	case REASON_BLACKHOLE:
 		return XDP_DROP;
-	case REASON_REDIRECT_FAILED:
+	case REASON_INTERNAL_ERROR:
 		return XDP_ABORTED;
 	default:
 		return XDP_PASS;
@@ -131,7 +131,11 @@ static __always_inline int fib_reason(int rc, __u8 ttl)
 	}
 }
 
-/* Where the frame leaves: -1 to redirect, or why it cannot. */
+/* Where the frame leaves: -1 to go ahead, or why it cannot. For another
+ * interface this already sets the devmap redirect (with XDP_PASS as the
+ * answer when the egress is not in the devmap, so no separate lookup), while
+ * the frame is still untouched.
+ */
 static __always_inline int egress_reason(struct xdp_md *ctx,
 					 const struct iface_config *cfg,
 					 __u32 egress, bool ipv4)
@@ -144,12 +148,14 @@ static __always_inline int egress_reason(struct xdp_md *ctx,
 			return REASON_SEND_REDIRECT;
 		return -1;
 	}
-	if (!bpf_map_lookup_elem(&xdpr_tx_ports, &egress))
+	if (bpf_redirect_map(&xdpr_tx_ports, egress, XDP_PASS) != XDP_REDIRECT)
 		return REASON_EGRESS_NOT_ATTACHED;
 	return -1;
 }
 
-/* Trim link-layer padding as ip_rcv()/ipv6_rcv() do, then rewrite and send. */
+/* Trim link-layer padding as ip_rcv()/ipv6_rcv() do, then rewrite. The
+ * redirect itself was set up by egress_reason().
+ */
 static __always_inline int forward(struct xdp_md *ctx,
 				   const struct bpf_fib_lookup *fib,
 				   __u32 l3_len, bool ipv4)
@@ -169,39 +175,45 @@ static __always_inline int forward(struct xdp_md *ctx,
 		struct iphdr *iph = data + ETH_HLEN;
 
 		if ((void *)(iph + 1) > data_end)
-			return REASON_MALFORMED;
+			return REASON_INTERNAL_ERROR;	/* trimmed: can't pass as is */
 		ipv4_decrease_ttl(iph);
 	} else {
 		struct ipv6hdr *ip6h = data + ETH_HLEN;
 
 		if ((void *)(ip6h + 1) > data_end)
-			return REASON_MALFORMED;
+			return REASON_INTERNAL_ERROR;
 		ip6h->hop_limit--;
 	}
 	rewrite_macs(eth, fib->dmac, fib->smac);
 
 	if (fib->ifindex == ctx->ingress_ifindex)
 		return REASON_TX_SAME_IFACE;
-	if (bpf_redirect_map(&xdpr_tx_ports, fib->ifindex, 0) != XDP_REDIRECT)
-		return REASON_REDIRECT_FAILED;
 	return REASON_FORWARD;
 }
 
-/* fib_validate_source() looks the source up as a destination, entering by
- * the egress device. Its quick form, used when there are no custom local
- * routes or rules, no rp_filter and no redirect to send, only refuses our own
- * addresses (xdpr_local4); its full form also refuses a source whose route
- * back is local, broadcast, multicast or anycast. Which form the kernel uses
- * is not visible here, so the fast path applies the full one: a source that
- * passes it passes both. Blackhole, unreachable and prohibit routes back are
- * accepted as the kernel accepts a failed lookup; a source with no route back
- * at all cannot be told apart from a local one, so it goes to the kernel too.
+/* fib_validate_source(), in the form the kernel uses for this interface.
+ *
+ * Quick form (no rp_filter, no policy rules, no custom local routes): only a
+ * source that is one of our own addresses is a martian (xdpr_local4).
+ *
+ * Full form (IFACE_SOURCE_CHECK_FULL): the source is looked up as a
+ * destination, entering by the egress device. Without rp_filter a route back
+ * that is local, broadcast, multicast or anycast makes a martian, a failed
+ * lookup is accepted; "no route" and "not unicast" look the same from here,
+ * so both go to the kernel. With rp_filter only a unicast route back passes,
+ * and in strict mode only one leaving by the ingress interface.
  */
 static __always_inline int ipv4_source_reason(struct xdp_md *ctx,
+					      const struct iface_config *cfg,
 					      const struct bpf_fib_lookup *fwd,
 					      const struct iphdr *iph)
 {
 	struct bpf_fib_lookup rev = {};
+	int rc;
+
+	if (!(cfg->flags & IFACE_SOURCE_CHECK_FULL))
+		return bpf_map_lookup_elem(&xdpr_local4, &iph->saddr) ?
+			REASON_MARTIAN_SRC : -1;
 
 	rev.family = AF_INET;
 	rev.tos = iph->tos;
@@ -211,8 +223,18 @@ static __always_inline int ipv4_source_reason(struct xdp_md *ctx,
 	rev.ifindex = fwd->ifindex;	/* the egress device, as flowi4_iif */
 	rev.ipv4_src = iph->daddr;
 	rev.ipv4_dst = iph->saddr;
+	rc = bpf_fib_lookup(ctx, &rev, sizeof(rev), BPF_FIB_LOOKUP_SKIP_NEIGH);
 
-	switch (bpf_fib_lookup(ctx, &rev, sizeof(rev), BPF_FIB_LOOKUP_SKIP_NEIGH)) {
+	if (cfg->flags & (IFACE_RP_FILTER_STRICT | IFACE_RP_FILTER_LOOSE)) {
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return REASON_UNVERIFIED_SOURCE;
+		/* a multipath route back may use the ingress on another leg */
+		if ((cfg->flags & IFACE_RP_FILTER_STRICT) &&
+		    rev.ifindex != ctx->ingress_ifindex)
+			return REASON_UNVERIFIED_SOURCE;
+		return -1;
+	}
+	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 	case BPF_FIB_LKUP_RET_BLACKHOLE:
 	case BPF_FIB_LKUP_RET_UNREACHABLE:
@@ -269,10 +291,7 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 	reason = fib_reason(bpf_fib_lookup(ctx, &fib, sizeof(fib), 0), iph->ttl);
 	if (reason >= 0)
 		return reason;
-	/* fib_validate_source(): a source that is one of our own addresses. */
-	if (bpf_map_lookup_elem(&xdpr_local4, &iph->saddr))
-		return REASON_MARTIAN_SRC;
-	reason = ipv4_source_reason(ctx, &fib, iph);
+	reason = ipv4_source_reason(ctx, cfg, &fib, iph);
 	if (reason >= 0)
 		return reason;
 	reason = egress_reason(ctx, cfg, fib.ifindex, true);

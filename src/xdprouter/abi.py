@@ -55,12 +55,12 @@ class Reason(enum.IntEnum):
     IFACE_UNCONFIGURED = 23
     # dropped where the kernel drops silently anyway
     BLACKHOLE = 24
-    # the program failed
-    REDIRECT_FAILED = 25
+    # the program could not finish a frame it had begun to change
+    INTERNAL_ERROR = 25
     # handed to the kernel (continued)
     MULTICAST = 26  # IPv4/IPv6 multicast destination: multicast routing is the kernel's
-    # IPv4 source whose route back is not unicast (local, broadcast, none):
-    # fib_validate_source() decides
+    # IPv4 source fib_validate_source() may refuse: route back not unicast
+    # (local, broadcast) or missing, or failing rp_filter
     UNVERIFIED_SOURCE = 27
 
     @property
@@ -71,7 +71,7 @@ class Reason(enum.IntEnum):
             return Verdict.TX
         if self is Reason.BLACKHOLE:
             return Verdict.DROPPED
-        if self is Reason.REDIRECT_FAILED:
+        if self is Reason.INTERNAL_ERROR:
             return Verdict.ABORTED
         return Verdict.PASSED
 
@@ -86,6 +86,9 @@ class IfaceFlag(enum.IntFlag):
 
     SEND_REDIRECTS = 1 << 0  # net.ipv4.conf.{all,IF}.send_redirects
     IPV6_FORWARDING = 1 << 1  # net.ipv6.conf.all.forwarding
+    SOURCE_CHECK_FULL = 1 << 2  # rp_filter, policy rules or custom local routes: full source validation
+    RP_FILTER_STRICT = 1 << 3  # net.ipv4.conf.{all,IF}.rp_filter = 1
+    RP_FILTER_LOOSE = 1 << 4  # ... = 2
 
 
 class IfaceConfig(ctypes.Structure):

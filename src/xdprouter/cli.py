@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -134,9 +135,17 @@ def _stats(router: Router, args: argparse.Namespace) -> int:
         else:
             print(_table(stats, None))
         return 0
+    # Ctrl-C sets a flag read between samples, so it never lands inside a
+    # netlink call (pyroute2 does not survive being interrupted there).
+    stop: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
     prev, t_prev = router.stats(), time.monotonic()
     while True:
-        time.sleep(args.watch)
+        deadline = time.monotonic() + args.watch
+        while not stop and time.monotonic() < deadline:
+            time.sleep(min(0.05, args.watch))
+        if stop:
+            return 130
         cur, t_cur = router.stats(), time.monotonic()
         dt = t_cur - t_prev
         rates = {

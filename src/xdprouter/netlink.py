@@ -63,3 +63,25 @@ def routes_with_unlocked_mtu() -> list[str]:
                     dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
                     out.append(f"{dst}/{msg['dst_len']} mtu {mtu} (table {msg.get_attr('RTA_TABLE')})")
     return out
+
+
+_DEFAULT_RULES = {(0, 255), (32766, 254), (32767, 253)}  # priority, table
+RTN_LOCAL = 2
+RTPROT_KERNEL = 2
+
+
+def has_policy_rules() -> bool:
+    """IPv4 rules beyond the three defaults (fib4_has_custom_rules)."""
+    with IPRoute() as ipr:
+        rules = {
+            (msg.get_attr("FRA_PRIORITY") or 0, msg.get_attr("FRA_TABLE") or msg["table"])
+            for msg in ipr.get_rules(family=2)
+        }
+    return bool(rules - _DEFAULT_RULES)
+
+
+def has_custom_local_routes() -> bool:
+    """IPv4 routes of type local added by a user, not for an address
+    (fib_has_custom_local_routes)."""
+    with IPRoute() as ipr:
+        return any(msg["type"] == RTN_LOCAL and msg["proto"] != RTPROT_KERNEL for msg in ipr.route("dump", family=2))

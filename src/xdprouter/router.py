@@ -209,13 +209,14 @@ class Router:
                 if inst is None:
                     inst = self._load()
                 report = AttachReport()
+                full = _full_source_check()
                 for link in links:
                     report.attached.append(
-                        self._attach_one(inst, link, mode, attached.get(link.index), foreign, report)
+                        self._attach_one(inst, link, mode, attached.get(link.index), foreign, report, full)
                     )
                 self._sync_local_addresses(inst)
-                self._prune(inst)
-                report.warnings += _bypass_warnings(links)
+                self._refresh(inst, full)
+                report.warnings += _bypass_warnings()
                 return report
             finally:
                 if inst:
@@ -243,12 +244,13 @@ class Router:
         current: bpf.XdpState | None,
         foreign: dict[int, int],
         report: AttachReport,
+        full_source_check: bool,
     ) -> IfaceStatus:
         key = ctypes.c_uint32(link.index)
         configs = inst.configs()
         old_config = configs.get(link.index)
         slot = old_config.slot if old_config else _free_slot(configs)
-        config = abi.IfaceConfig(slot=slot, flags=_flags(link.name))
+        config = abi.IfaceConfig(slot=slot, flags=_flags(link.name, full_source_check))
         config.mac[:] = list(_mac_bytes(link.mac))
         inst.ifaces.update(key, config)
         if old_config is None:
@@ -310,12 +312,19 @@ class Router:
         for raw in wanted - present:
             m.update(ctypes.c_uint32(raw), bytes([1]))
 
-    def _prune(self, inst: _Instance) -> None:
-        """Forget interfaces that went away (the kernel already dropped them from the devmap)."""
-        alive = {link.index for link in netlink.links()}
-        for ifindex in inst.configs():
-            if ifindex not in alive:
-                inst.ifaces.delete(ctypes.c_uint32(ifindex))
+    def _refresh(self, inst: _Instance, full_source_check: bool) -> None:
+        """Renew every attached interface's snapshot (MAC, sysctls); forget
+        interfaces that went away (the kernel already took them out of the devmap)."""
+        alive = {link.index: link for link in netlink.links()}
+        for ifindex, config in inst.configs().items():
+            key = ctypes.c_uint32(ifindex)
+            link = alive.get(ifindex)
+            if link is None:
+                inst.ifaces.delete(key)
+                continue
+            config.flags = _flags(link.name, full_source_check)
+            config.mac[:] = list(_mac_bytes(link.mac))
+            inst.ifaces.update(key, config)
 
     def detach(self, names: list[str] | None = None) -> list[str]:
         """Detach from the interfaces named, or from all (``names=None``)."""
@@ -436,24 +445,29 @@ def _free_slot(configs: dict[int, abi.IfaceConfig]) -> int:
     raise UsageError(f"too many interfaces attached (at most {abi.MAX_IFACES - 1})")
 
 
-def _flags(ifname: str) -> int:
+def _flags(ifname: str, full_source_check: bool) -> int:
     flags = abi.IfaceFlag(0)
     if system.send_redirects(ifname):
         flags |= abi.IfaceFlag.SEND_REDIRECTS
     if system.ipv6_forwarding(ifname):
         flags |= abi.IfaceFlag.IPV6_FORWARDING
+    rp_filter = system.rp_filter(ifname)
+    if full_source_check or rp_filter:
+        flags |= abi.IfaceFlag.SOURCE_CHECK_FULL
+    if rp_filter == 1:
+        flags |= abi.IfaceFlag.RP_FILTER_STRICT
+    elif rp_filter == 2:
+        flags |= abi.IfaceFlag.RP_FILTER_LOOSE
     return int(flags)
 
 
-def _bypass_warnings(links: list[netlink.Link]) -> list[str]:
-    warnings = []
-    rp = [link.name for link in links if system.rp_filter(link.name)]
-    if rp:
-        warnings.append(
-            f"rp_filter is on for {', '.join(rp)}: the fast path does not do reverse-path filtering, so "
-            "spoofed sources Linux would drop are forwarded; set net.ipv4.conf.{all,IFACE}.rp_filter=0 "
-            "to make Linux agree, or filter sources with firewall rules (docs/operations.md)"
-        )
+def _full_source_check() -> bool:
+    """Does fib_validate_source() take its full form in this namespace?"""
+    return netlink.has_policy_rules() or netlink.has_custom_local_routes()
+
+
+def _bypass_warnings() -> list[str]:
+    warnings: list[str] = []
     mtu_routes = netlink.routes_with_unlocked_mtu()
     if mtu_routes:
         shown = ", ".join(mtu_routes[:5]) + (f" and {len(mtu_routes) - 5} more" if len(mtu_routes) > 5 else "")

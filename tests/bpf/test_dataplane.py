@@ -99,6 +99,15 @@ def assert_untouched(result: RunResult, frame: bytes, action: str, reason: Reaso
 # --------------------------------------------------------------------------
 # Forwarded: redirect to veth2 towards h2, bytes as Linux sends them.
 
+# Sources whose route back is not unicast, or missing: Linux accepts them in
+# fib_validate_source()'s quick form and refuses some in its full form.
+UNUSUAL_SOURCES: list[Any] = [
+    pytest.param(lambda m: ipv4(m, src="10.1.0.255"), id="ipv4-src-subnet-broadcast"),
+    pytest.param(lambda m: ipv4(m, src="10.2.0.255"), id="ipv4-src-other-broadcast"),
+    pytest.param(lambda m: ipv4(m, src="240.1.2.3"), id="ipv4-src-class-e-no-route"),
+    pytest.param(lambda m: ipv4(m, src="9.9.9.9"), id="ipv4-src-no-route-back"),
+]
+
 FORWARDED: list[Any] = [
     pytest.param(lambda m: ipv4(m), id="ipv4-udp"),
     pytest.param(lambda m: ipv4(m, TCP(sport=1234, dport=80, flags="S")), id="ipv4-tcp"),
@@ -124,6 +133,9 @@ FORWARDED: list[Any] = [
     pytest.param(lambda m: ipv4(m, src="10.3.0.2"), id="ipv4-src-behind-unattached-iface"),
     pytest.param(lambda m: ipv4(m, src="198.51.100.7"), id="ipv4-src-blackholed"),
     pytest.param(lambda m: ipv4(m, src="198.51.101.7"), id="ipv4-src-unreachable"),
+    # fib_validate_source()'s quick form (no rp_filter, policy rules or custom
+    # local routes, as in this lab) refuses only our own addresses
+    *UNUSUAL_SOURCES,
     pytest.param(lambda m: ipv6(m, src="fd01::1"), id="ipv6-src-router-address"),
     pytest.param(lambda m: ipv6(m, src="fd01::"), id="ipv6-src-subnet-anycast"),
     pytest.param(lambda m: ipv6(m, src="::10.1.0.2"), id="ipv6-src-v4-compatible"),
@@ -290,13 +302,6 @@ NOT_FORWARDED: list[Any] = [
     pytest.param(lambda m: ipv4(m, src="10.1.0.1"), "pass", R.MARTIAN_SRC, id="ipv4-src-router-ingress-addr"),
     pytest.param(lambda m: ipv4(m, src="10.2.0.1"), "pass", R.MARTIAN_SRC, id="ipv4-src-router-egress-addr"),
     pytest.param(lambda m: ipv4(m, src="10.3.0.1"), "pass", R.MARTIAN_SRC, id="ipv4-src-router-other-addr"),
-    # sources whose route back is not unicast, or missing: Linux accepts them
-    # in fib_validate_source()'s quick form and refuses some in its full form;
-    # the kernel decides
-    pytest.param(lambda m: ipv4(m, src="10.1.0.255"), "pass", R.UNVERIFIED_SOURCE, id="ipv4-src-subnet-broadcast"),
-    pytest.param(lambda m: ipv4(m, src="10.2.0.255"), "pass", R.UNVERIFIED_SOURCE, id="ipv4-src-other-broadcast"),
-    pytest.param(lambda m: ipv4(m, src="240.1.2.3"), "pass", R.UNVERIFIED_SOURCE, id="ipv4-src-class-e-no-route"),
-    pytest.param(lambda m: ipv4(m, src="9.9.9.9"), "pass", R.UNVERIFIED_SOURCE, id="ipv4-src-no-route-back"),
     pytest.param(lambda m: ipv4(m, dst="0.0.0.0"), "pass", R.MARTIAN_DST, id="ipv4-dst-0.0.0.0"),
     pytest.param(lambda m: ipv4(m, dst="0.1.2.3"), "pass", R.MARTIAN_DST, id="ipv4-dst-0.x"),
     pytest.param(lambda m: ipv4(m, dst="127.0.0.1"), "pass", R.MARTIAN_DST, id="ipv4-dst-127.x"),
@@ -600,14 +605,15 @@ def late_address(dp: DataPlane) -> Iterator[str]:
         dp.attach()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the namespace's addresses are snapshotted at attach (docs/operations.md): an address added "
+    "later is not yet known as ours until `xdprouter attach` runs again",
+)
 def test_address_added_after_attach_is_not_forwarded_as_source(dp: DataPlane, late_address: str) -> None:
-    """Linux refuses a source that is one of its addresses (fib_validate_source);
-    one added after attach is missing from the xdpr_local4 snapshot, but the
-    reverse lookup still finds its route back local, so the kernel decides."""
+    """Linux refuses a source that is one of its addresses (fib_validate_source)."""
     frame = ipv4(dp.macs, src=late_address)
-    result = dp.run(frame)
-    assert result.reason in (R.MARTIAN_SRC, R.UNVERIFIED_SOURCE)
-    assert_untouched(result, frame, "pass", result.reason)
+    assert_untouched(dp.run(frame), frame, "pass", R.MARTIAN_SRC)
 
 
 def test_address_added_after_attach_after_reattach(dp: DataPlane, late_address: str) -> None:
@@ -648,6 +654,70 @@ def test_ipv6_forwarding_off_after_attach(dp: DataPlane) -> None:
         assert_untouched(dp.run(frame), frame, "pass", R.FWD_DISABLED)  # ip6_forward() drops it
     finally:
         dp.sysctl("net.ipv6.conf.all.forwarding", old)
+
+
+# --------------------------------------------------------------------------
+# Source validation in its full form, and rp_filter
+
+
+@pytest.fixture
+def policy_rule(dp: DataPlane) -> Iterator[None]:
+    """A policy rule makes Linux validate sources in full (fib4_has_custom_rules)."""
+    dp.ip("rule", "add", "from", "192.0.2.128/25", "table", "100", "prio", "100")
+    dp.attach()
+    try:
+        yield
+    finally:
+        dp.ip("rule", "del", "prio", "100")
+        dp.attach()
+
+
+@pytest.mark.parametrize("build", UNUSUAL_SOURCES)
+def test_full_source_check_hands_unusual_sources_to_the_kernel(dp: DataPlane, policy_rule: None, build: Build) -> None:
+    frame = build(dp.macs)
+    assert_untouched(dp.run(frame), frame, "pass", R.UNVERIFIED_SOURCE)
+
+
+def test_full_source_check_still_forwards_ordinary_traffic(dp: DataPlane, policy_rule: None) -> None:
+    frame = ipv4(dp.macs)
+    result = dp.run(frame)
+    assert (result.action, result.reason) == ("redirect", R.FORWARD)
+    assert_forwarded(result, frame, dp.macs.h2, dp.macs.r2)
+
+
+@pytest.fixture
+def rp_filter(dp: DataPlane, request: pytest.FixtureRequest) -> Iterator[None]:
+    old = dp.sysctl("net.ipv4.conf.veth1.rp_filter", str(request.param))
+    dp.attach()
+    try:
+        yield
+    finally:
+        dp.sysctl("net.ipv4.conf.veth1.rp_filter", old)
+        dp.attach()
+
+
+@pytest.mark.parametrize(
+    ("rp_filter", "src", "reason"),
+    [
+        pytest.param(1, H1_IP4, R.FORWARD, id="strict-source-behind-ingress"),
+        pytest.param(1, "10.2.0.77", R.UNVERIFIED_SOURCE, id="strict-source-behind-other-iface"),
+        pytest.param(1, "9.9.9.9", R.UNVERIFIED_SOURCE, id="strict-no-route-back"),
+        pytest.param(2, "10.2.0.77", R.FORWARD, id="loose-source-behind-other-iface"),
+        pytest.param(2, "9.9.9.9", R.UNVERIFIED_SOURCE, id="loose-no-route-back"),
+        pytest.param(2, "198.51.100.7", R.UNVERIFIED_SOURCE, id="loose-blackholed-source"),
+    ],
+    indirect=["rp_filter"],
+)
+def test_rp_filter_is_enforced(dp: DataPlane, rp_filter: None, src: str, reason: Reason) -> None:
+    """Reverse-path filtering as Linux does it: a frame that fails is the
+    kernel's (which drops it and logs a martian), one that passes is forwarded."""
+    frame = ipv4(dp.macs, src=src)
+    result = dp.run(frame)
+    assert result.reason == reason
+    if reason == R.FORWARD:
+        assert_forwarded(result, frame, dp.macs.h2, dp.macs.r2)
+    else:
+        assert_untouched(result, frame, "pass", reason)
 
 
 # --------------------------------------------------------------------------
@@ -698,8 +768,9 @@ def test_counters_count_frame_bytes_before_trimming(dp: DataPlane) -> None:
 
 def test_reason_table_covers_every_reason_it_can() -> None:
     """Every reason the program can give from BPF_PROG_RUN appears in a table
-    above (REDIRECT_FAILED would need a devmap that lost an attached interface)."""
+    above (INTERNAL_ERROR would need bpf_xdp_adjust_tail() to leave less than
+    the IP header it was asked to keep)."""
     seen = {p.values[2] for p in NOT_FORWARDED + EGRESS_MTU}
-    seen |= {R.FORWARD, R.TX_SAME_IFACE, R.FWD_DISABLED, R.IFACE_UNCONFIGURED}
-    missing = set(Reason) - seen - {R.REDIRECT_FAILED}
+    seen |= {R.FORWARD, R.TX_SAME_IFACE, R.FWD_DISABLED, R.IFACE_UNCONFIGURED, R.UNVERIFIED_SOURCE}
+    missing = set(Reason) - seen - {R.INTERNAL_ERROR}
     assert not missing, f"reasons without a test: {sorted(r.name for r in missing)}"

@@ -44,30 +44,7 @@ def ipv4_addresses() -> set[ipaddress.IPv4Address]:
         }
 
 
-RTAX_MTU = 2
-
-
-def routes_with_unlocked_mtu() -> list[str]:
-    """Routes carrying an ``mtu`` metric that is not locked, in every table.
-
-    Linux forwarding honours such an MTU; bpf_fib_lookup() only honours a
-    locked one (``mtu lock N``), so the two disagree on these routes.
-    """
-    out = []
-    with IPRoute() as ipr:
-        for family in (2, 10):
-            for msg in ipr.route("dump", family=family):
-                metrics = msg.get_attr("RTA_METRICS")
-                mtu = metrics.get_attr("RTAX_MTU") if metrics else None
-                if mtu and not (metrics.get_attr("RTAX_LOCK") or 0) & (1 << RTAX_MTU):
-                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
-                    out.append(f"{dst}/{msg['dst_len']} mtu {mtu} (table {msg.get_attr('RTA_TABLE')})")
-    return out
-
-
 _DEFAULT_RULES = {(0, 255), (32766, 254), (32767, 253)}  # priority, table
-RTN_LOCAL = 2
-RTPROT_KERNEL = 2
 
 
 def has_policy_rules() -> bool:
@@ -78,10 +55,3 @@ def has_policy_rules() -> bool:
             for msg in ipr.get_rules(family=2)
         }
     return bool(rules - _DEFAULT_RULES)
-
-
-def has_custom_local_routes() -> bool:
-    """IPv4 routes of type local added by a user, not for an address
-    (fib_has_custom_local_routes)."""
-    with IPRoute() as ipr:
-        return any(msg["type"] == RTN_LOCAL and msg["proto"] != RTPROT_KERNEL for msg in ipr.route("dump", family=2))

@@ -463,12 +463,12 @@ def _flags(ifname: str, full_source_check: bool) -> int:
 
 def _full_source_check() -> bool:
     """Does fib_validate_source() take its full form in this namespace?"""
-    return netlink.has_policy_rules() or netlink.has_custom_local_routes()
+    return netlink.has_policy_rules() or system.has_custom_local_routes()
 
 
 def _bypass_warnings() -> list[str]:
     warnings: list[str] = []
-    mtu_routes = netlink.routes_with_unlocked_mtu()
+    mtu_routes = system.routes_with_unlocked_mtu()
     if mtu_routes:
         shown = ", ".join(mtu_routes[:5]) + (f" and {len(mtu_routes) - 5} more" if len(mtu_routes) > 5 else "")
         warnings.append(

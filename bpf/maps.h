@@ -48,4 +48,118 @@ struct {
 	__type(value, __u8);
 } xdpr_local4 SEC(".maps");
 
+/* -- the firewall (bpf/include/firewall.h) ------------------------------ */
+
+/* [0]: is any rule loaded (the one check a frame pays without rules), and
+ * which of the two generations is live; also the sets' names (for the
+ * control plane: a map the program does not use cannot be found again). The control plane builds a new
+ * generation beside the live one and flips gen with one write.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fw_state);
+} xdpr_fw_state SEC(".maps");
+
+/* Per generation: number of rules and the set references to look up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct fw_gen);
+} xdpr_fw_gens SEC(".maps");
+
+/* The rules in order, gen * FW_MAX_RULES + position. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * FW_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct fw_rule);
+} xdpr_fw_rules SEC(".maps");
+
+/* Packets and bytes per rule, by the rule's stable id, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FW_MAX_IDS);
+	__type(key, __u32);
+	__type(value, struct counter);
+} xdpr_fw_count SEC(".maps");
+
+/* Bitmaps of rule positions, by id: what every field lookup returns.
+ * Allocated on demand, so a router without rules holds none of them.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FW_MAX_BITMAPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct fw_bitmap);
+} xdpr_fw_bitmaps SEC(".maps");
+
+/* Source and destination prefixes of the rules: (gen, direction, family,
+ * address) -> bitmap id of the rules whose prefix covers it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4 * FW_MAX_RULES + 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fw_lpm_key);
+	__type(value, __u32);
+} xdpr_fw_lpm SEC(".maps");
+
+/* Port -> bitmap id, (gen * 2 + direction) * FW_PORT_SLOTS + port; the
+ * slot FW_NOPORT is for frames without ports.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FW_PORT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xdpr_fw_ports SEC(".maps");
+
+/* (gen, ingress ifindex or 0, protocol or FW_ANY_PROTO) -> bitmap id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct fw_ifproto_key);
+	__type(value, __u32);
+} xdpr_fw_ifproto SEC(".maps");
+
+/* Named prefix sets: slot -> an LPM trie the control plane creates, fills
+ * (batch updates) and swaps in whole, so a set changes atomically.
+ */
+struct fw_set_trie {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fw_lpm_key);
+	__type(value, __u8);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, FW_MAX_SETS);
+	__type(key, __u32);
+	__array(values, struct fw_set_trie);
+} xdpr_fw_sets SEC(".maps");
+
+/* Per (limit rule, source) token buckets. LRU: a flood of spoofed sources
+ * evicts old entries instead of filling the map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FW_LIMIT_ENTRIES);
+	__type(key, struct fw_limit_key);
+	__type(value, struct fw_limit_state);
+} xdpr_fw_limits SEC(".maps");
+
+/* Sources blocked for exceeding a limit again and again, until a time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FW_BLOCK_ENTRIES);
+	__type(key, struct fw_block_key);
+	__type(value, struct fw_block);
+} xdpr_fw_blocked SEC(".maps");
+
 #endif

@@ -16,6 +16,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "rewrite.h"
+#include "firewall.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -41,6 +42,10 @@ static __always_inline int reason_action(int reason)
 	case REASON_TX_SAME_IFACE:
 		return XDP_TX;
 	case REASON_BLACKHOLE:
+	case REASON_FW_DROP:
+	case REASON_FW_POLICY_DROP:
+	case REASON_FW_RATE_LIMIT:
+	case REASON_FW_BLOCKED:
 		return XDP_DROP;
 	case REASON_INTERNAL_ERROR:
 		return XDP_ABORTED;
@@ -257,6 +262,9 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 
 	if (!iph || iph->version != 4 || iph->ihl < 5)
 		return REASON_MALFORMED;
+	reason = firewall_ipv4(ctx, iph, c->end);
+	if (reason >= 0)
+		return reason;
 	if (iph->ihl != 5)
 		return REASON_IP_OPTIONS;
 	if (!ipv4_csum_ok(iph))
@@ -353,6 +361,9 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 
 	if (!ip6h || ip6h->version != 6)
 		return REASON_MALFORMED;
+	reason = firewall_ipv6(ctx, ip6h, c->end);
+	if (reason >= 0)
+		return reason;
 	plen = bpf_ntohs(ip6h->payload_len);
 	/* payload_len 0 is a jumbogram or an empty packet: the kernel's call */
 	if (!plen || c->pos + plen > c->end)

@@ -148,6 +148,28 @@ class BpfMapInfo(ctypes.Structure):
     ]
 
 
+class BpfMapCreateOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", c_size_t),
+        ("btf_fd", c_u32),
+        ("btf_key_type_id", c_u32),
+        ("btf_value_type_id", c_u32),
+        ("btf_vmlinux_value_type_id", c_u32),
+        ("inner_map_fd", c_u32),
+        ("map_flags", c_u32),
+        ("map_extra", c_u64),
+        ("numa_node", c_u32),
+        ("map_ifindex", c_u32),
+    ]
+
+
+class BpfMapBatchOpts(ctypes.Structure):
+    _fields_ = [("sz", c_size_t), ("elem_flags", c_u64), ("flags", c_u64)]
+
+
+BPF_MAP_TYPE_LPM_TRIE = 11
+BPF_F_NO_PREALLOC = 1 << 0
+
 LIBBPF_PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
 
 
@@ -176,6 +198,11 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
+    "bpf_map_update_batch": (
+        c_int,
+        [c_int, c_void_p, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(BpfMapBatchOpts)],
+    ),
+    "bpf_map_create": (c_int, [c_int, c_char_p, c_u32, c_u32, c_u32, ctypes.POINTER(BpfMapCreateOpts)]),
     "bpf_prog_test_run_opts": (c_int, [c_int, ctypes.POINTER(BpfTestRunOpts)]),
     "libbpf_num_possible_cpus": (c_int, []),
     "libbpf_set_print": (c_void_p, [c_void_p]),

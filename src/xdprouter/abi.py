@@ -62,6 +62,11 @@ class Reason(enum.IntEnum):
     # IPv4 source fib_validate_source() may refuse: route back not unicast
     # (local, broadcast) or missing, or failing rp_filter
     UNVERIFIED_SOURCE = 27
+    # the firewall (bpf/include/firewall.h), in front of everything else
+    FW_DROP = 28  # first matching rule says drop
+    FW_POLICY_DROP = 29  # no rule matched and the interface's default policy is drop
+    FW_RATE_LIMIT = 30  # over a rate-limit rule's per-source token bucket
+    FW_BLOCKED = 31  # source blocked for a while after exceeding a limit again and again
 
     @property
     def verdict(self) -> Verdict:
@@ -69,7 +74,7 @@ class Reason(enum.IntEnum):
             return Verdict.FORWARDED
         if self is Reason.TX_SAME_IFACE:
             return Verdict.TX
-        if self is Reason.BLACKHOLE:
+        if self in (Reason.BLACKHOLE, Reason.FW_DROP, Reason.FW_POLICY_DROP, Reason.FW_RATE_LIMIT, Reason.FW_BLOCKED):
             return Verdict.DROPPED
         if self is Reason.INTERNAL_ERROR:
             return Verdict.ABORTED
@@ -126,6 +131,142 @@ class GenConfig(ctypes.Structure):
     ]
 
 
+# -- the firewall (bpf/include/firewall.h, src/xdprouter/firewall.py) -------
+
+FW_MAX_RULES = 16384  # rule positions per generation, the per-interface policies included
+FW_WORDS = FW_MAX_RULES // 64  # a bitmap of rule positions, in 64-bit words
+FW_SUMMARY_WORDS = FW_WORDS // 64  # one bit per non-zero word
+FW_MAX_IDS = 2 * FW_MAX_RULES  # stable rule ids (counter slots): both generations' rules
+FW_MAX_BITMAPS = 65536  # bitmap ids; generation g uses [g * FW_MAX_BITMAPS / 2, ...)
+FW_PORT_SLOTS = 65537  # one per port, and FW_NOPORT for frames without ports
+FW_NOPORT = 65536
+FW_MAX_SETS = 64  # named prefix sets (slots of the map of LPM tries)
+FW_MAX_REFS = 4  # distinct (set, direction) references per generation
+FW_MAX_SET_PREFIXES = 4_000_000  # a set's trie holds at most this many
+FW_LIMIT_ENTRIES = 65536  # per-source rate-limit states (LRU)
+FW_BLOCK_ENTRIES = 65536  # blocked sources (LRU)
+FW_ANY_PROTO = 0xFFFF  # ifproto key: any protocol
+FW_MAX_STEPS = 1024  # bound of the classifier's loop: summary words, candidate words, rules looked at
+FW_EMPTY_BITMAP = FW_MAX_BITMAPS - 1  # all zeros, written once
+
+
+class FwAction(enum.IntEnum):
+    ALLOW = 0
+    DROP = 1
+    LIMIT = 2  # in profile: go on to the next matching rule; over: drop
+
+
+class FwRuleFlag(enum.IntFlag):
+    POLICY = 1 << 0  # an interface's default policy (the implicit last rule for it)
+    PROTO = 1 << 1  # proto is set (else any protocol)
+    SRC_SET = 1 << 2  # src_set names the source set (else src/src_len is a prefix)
+    DST_SET = 1 << 3
+
+
+class FwGen(ctypes.Structure):
+    """``xdpr_fw_gens[gen]``: one generation's rule count and set references."""
+
+    _fields_ = [
+        ("nrules", ctypes.c_uint32),
+        ("nrefs", ctypes.c_uint32),
+        ("has_block", ctypes.c_uint32),  # some limit rule blocks: look at xdpr_fw_blocked
+        ("pad", ctypes.c_uint32),
+        ("ref_slot", ctypes.c_uint32 * FW_MAX_REFS),  # set slot
+        ("ref_dir", ctypes.c_uint32 * FW_MAX_REFS),  # 0: source, 1: destination
+        ("ref_need", ctypes.c_uint32 * FW_MAX_REFS),  # bitmap: rules that need this set to match
+    ]
+
+
+class FwRule(ctypes.Structure):
+    """``xdpr_fw_rules[gen * FW_MAX_RULES + position]``: the whole rule, so the
+    control plane can read it back; the data plane reads action, id and limits."""
+
+    _fields_ = [
+        ("id", ctypes.c_uint32),  # stable: the counter slot, what `firewall delete` takes
+        ("action", ctypes.c_uint8),
+        ("flags", ctypes.c_uint8),
+        ("proto", ctypes.c_uint8),
+        ("family", ctypes.c_uint8),  # 0 any, 4, 6
+        ("src_len", ctypes.c_uint8),
+        ("dst_len", ctypes.c_uint8),
+        ("src_set", ctypes.c_uint8),
+        ("dst_set", ctypes.c_uint8),
+        ("sport_lo", ctypes.c_uint16),
+        ("sport_hi", ctypes.c_uint16),
+        ("dport_lo", ctypes.c_uint16),
+        ("dport_hi", ctypes.c_uint16),
+        ("ifindex", ctypes.c_uint32),  # 0: any interface
+        ("src", ctypes.c_uint8 * 16),
+        ("dst", ctypes.c_uint8 * 16),
+        ("pps", ctypes.c_uint64),
+        ("bps", ctypes.c_uint64),
+        ("burst_pkts", ctypes.c_uint32),
+        ("burst_bytes", ctypes.c_uint32),
+        ("pkt_ns", ctypes.c_uint64),  # 1e9 / pps: the time one packet costs
+        ("pkt_tau", ctypes.c_uint64),  # burst_pkts * pkt_ns: how far ahead the bucket may run
+        ("byte_tau", ctypes.c_uint64),  # burst_bytes * 1e9 / bps
+        ("block_after", ctypes.c_uint32),  # over-limit packets within a second that block (0: never)
+        ("pad", ctypes.c_uint32),
+        ("block_ns", ctypes.c_uint64),
+    ]
+
+
+class FwBitmap(ctypes.Structure):
+    """``xdpr_fw_bitmaps``: a set of rule positions, and which words are non-zero."""
+
+    _fields_ = [("summary", ctypes.c_uint64 * FW_SUMMARY_WORDS), ("words", ctypes.c_uint64 * FW_WORDS)]
+
+
+class FwLpmKey(ctypes.Structure):
+    """Key of the rule tries and the set tries: tag = generation, direction,
+    family (4 or 6), 0; then the address. prefixlen counts the tag's 32 bits."""
+
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 4), ("addr", ctypes.c_uint8 * 16)]
+
+
+class FwIfprotoKey(ctypes.Structure):
+    _fields_ = [("gen", ctypes.c_uint32), ("ifindex", ctypes.c_uint32), ("proto", ctypes.c_uint32)]
+
+
+class FwLimitKey(ctypes.Structure):
+    _fields_ = [("rule_id", ctypes.c_uint32), ("family", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16)]
+
+
+class FwLimitState(ctypes.Structure):
+    """Per-source bucket of a limit rule, as GCRA: a theoretical arrival time
+    per unit (packets, bytes); the bucket is full when tat <= now."""
+
+    _fields_ = [
+        ("tat_pkt", ctypes.c_uint64),
+        ("tat_byte", ctypes.c_uint64),
+        ("window_start", ctypes.c_uint64),  # strikes count over-limit packets since this time
+        ("strikes", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+class FwBlockKey(ctypes.Structure):
+    _fields_ = [("family", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16)]
+
+
+class FwBlock(ctypes.Structure):
+    _fields_ = [("until", ctypes.c_uint64), ("rule_id", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class FwSetInfo(ctypes.Structure):
+    """A set's name and size, ``xdpr_fw_state[0].sets[slot]``."""
+
+    _fields_ = [("name", ctypes.c_uint8 * 32), ("used", ctypes.c_uint32), ("count", ctypes.c_uint32)]
+
+
+class FwState(ctypes.Structure):
+    """``xdpr_fw_state[0]``: is any rule loaded, which generation is live, and
+    the sets' names (kept here because the program must use a map for the
+    control plane to find it through the program)."""
+
+    _fields_ = [("enabled", ctypes.c_uint32), ("gen", ctypes.c_uint32), ("sets", FwSetInfo * FW_MAX_SETS)]
+
+
 # Names of the BPF objects, shared with the C source.
 PROG_NAME = "xdp_router"
 MAP_IFACES = "xdpr_ifaces"
@@ -133,6 +274,30 @@ MAP_TX_PORTS = "xdpr_tx_ports"
 MAP_STATS = "xdpr_stats"
 MAP_LOCAL4 = "xdpr_local4"
 MAX_LOCAL_ADDRS = 4096
+MAP_FW_STATE = "xdpr_fw_state"
+MAP_FW_GENS = "xdpr_fw_gens"
+MAP_FW_RULES = "xdpr_fw_rules"
+MAP_FW_COUNTERS = "xdpr_fw_count"
+MAP_FW_BITMAPS = "xdpr_fw_bitmaps"
+MAP_FW_LPM = "xdpr_fw_lpm"
+MAP_FW_PORTS = "xdpr_fw_ports"
+MAP_FW_IFPROTO = "xdpr_fw_ifproto"
+MAP_FW_SETS = "xdpr_fw_sets"
+MAP_FW_LIMITS = "xdpr_fw_limits"
+MAP_FW_BLOCKED = "xdpr_fw_blocked"
+FW_MAPS = (
+    MAP_FW_STATE,
+    MAP_FW_GENS,
+    MAP_FW_RULES,
+    MAP_FW_COUNTERS,
+    MAP_FW_BITMAPS,
+    MAP_FW_LPM,
+    MAP_FW_PORTS,
+    MAP_FW_IFPROTO,
+    MAP_FW_SETS,
+    MAP_FW_LIMITS,
+    MAP_FW_BLOCKED,
+)
 
 _C_TYPES = {
     ctypes.c_uint8: "__u8",
@@ -178,7 +343,19 @@ def c_header() -> str:
     out += [f"\tIFACE_{f.name} = {f.value}," for f in IfaceFlag]
     out += ["};", "", f"#define MAX_IFACES {MAX_IFACES}", f"#define UNCONFIGURED_SLOT {UNCONFIGURED_SLOT}"]
     out += [f"#define MAX_LOCAL_ADDRS {MAX_LOCAL_ADDRS}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}", ""]
-    for struct in (IfaceConfig, Counter, IfaceStats, GenConfig):
+    for name in (
+        "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "
+        "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP"
+    ).split():
+        out.append(f"#define {name} {globals()[name]}")
+    out += ["", "enum fw_action {"]
+    out += [f"\tFW_{a.name} = {a.value}," for a in FwAction]
+    out += ["};", "", "enum fw_rule_flag {"]
+    out += [f"\tFW_RULE_{f.name} = {f.value}," for f in FwRuleFlag]
+    out += ["};", ""]
+    structs = (IfaceConfig, Counter, IfaceStats, GenConfig, FwSetInfo, FwState, FwGen, FwRule, FwBitmap, FwLpmKey)
+    structs += (FwIfprotoKey, FwLimitKey, FwLimitState, FwBlockKey, FwBlock)
+    for struct in structs:
         out.append(f"struct {_c_struct_name(struct)} {{")
         out += [_c_field(name, ctype) for name, ctype in struct._fields_]  # type: ignore[misc]
         out += ["};", f'_Static_assert(sizeof(struct {_c_struct_name(struct)}) == {ctypes.sizeof(struct)}, "abi");', ""]

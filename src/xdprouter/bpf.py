@@ -186,6 +186,43 @@ class Map:
             raise BpfError(f"deleting from map {self.name}", err)
         return True
 
+    def update_batch(self, keys: bytes, values: bytes, count: int) -> None:
+        """BPF_MAP_UPDATE_BATCH: ``count`` packed keys and values in one call
+        (the kernel may take fewer per call; the rest is sent again)."""
+        if count == 0:
+            return
+        ksize, vsize = self.info.key_size, self.info.value_size
+        if self.per_cpu:
+            raise BpfError(f"batch update of per-CPU map {self.name} is not supported", 22)
+        kbuf = ctypes.create_string_buffer(keys, len(keys))
+        vbuf = ctypes.create_string_buffer(values, len(values))
+        done = 0
+        while done < count:
+            n = L.c_u32(count - done)
+            opts = L.BpfMapBatchOpts(sz=ctypes.sizeof(L.BpfMapBatchOpts))
+            rc = L.lib.bpf_map_update_batch(
+                self.fd,
+                ctypes.byref(kbuf, done * ksize),
+                ctypes.byref(vbuf, done * vsize),
+                ctypes.byref(n),
+                ctypes.byref(opts),
+            )
+            if rc < 0:
+                raise BpfError(f"batch update of map {self.name}", ctypes.get_errno())
+            done += n.value
+
+    def raw_keys(self, key_size: int | None = None) -> Iterator[bytes]:
+        """Every key, as bytes."""
+        size = key_size or self.info.key_size
+        prev: ctypes.Array[ctypes.c_char] | None = None
+        while True:
+            nxt = ctypes.create_string_buffer(size)
+            rc = L.lib.bpf_map_get_next_key(self.fd, prev, nxt)
+            if rc < 0:
+                return
+            yield nxt.raw
+            prev = nxt
+
     def keys(self, key_type: type[ctypes._SimpleCData]) -> Iterator[int]:
         prev: ctypes._CData | None = None
         while True:
@@ -202,6 +239,14 @@ class Map:
         if self._owned and self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def create_lpm_trie(name: str, key_size: int, value_size: int, max_entries: int) -> Map:
+    """A new LPM trie (no preallocation), owned by the caller."""
+    opts = L.BpfMapCreateOpts(sz=ctypes.sizeof(L.BpfMapCreateOpts), map_flags=L.BPF_F_NO_PREALLOC)
+    fd = L.lib.bpf_map_create(L.BPF_MAP_TYPE_LPM_TRIE, name.encode(), key_size, value_size, max_entries, opts)
+    _check(fd, f"creating LPM trie {name}")
+    return Map.from_fd(fd, owned=True)
 
 
 class Object:

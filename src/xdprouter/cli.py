@@ -21,6 +21,8 @@ examples:
   xdprouter detach --all                 back to plain kernel forwarding
   ip netns exec r1 xdprouter stats       commands work in any namespace
   xdprouter bench --plot bench.png       Linux vs xdprouter, in a lab of its own
+  xdprouter firewall add --action drop --src 192.0.2.0/24
+  xdprouter firewall list --json         rules in order, with counters
 """
 
 
@@ -55,7 +57,49 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=1_000_000, help="frames per measurement (64-byte cases)")
     b.add_argument("--reps", type=int, default=3, help="measurements per case and configuration")
     b.add_argument("--routes", type=int, default=800_000, help="routes in the full-table case (0: skip it)")
+    _firewall_parser(sub)
     return p
+
+
+def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fw = sub.add_parser("firewall", help="rules, prefix sets and rate limits in XDP (see docs/firewall.md)")
+    fsub = fw.add_subparsers(dest="fw_command", required=True, metavar="ACTION")
+    a = fsub.add_parser("add", help="add a rule (at the end, or at --position)")
+    a.add_argument("--action", choices=("allow", "drop", "limit"), default="drop")
+    a.add_argument("--src", help="source prefix, or @SET")
+    a.add_argument("--dst", help="destination prefix, or @SET")
+    a.add_argument("--proto", help="tcp, udp, icmp, icmpv6, sctp or a number")
+    a.add_argument("--sport", help="source port or range LOW-HIGH")
+    a.add_argument("--dport", help="destination port or range LOW-HIGH")
+    a.add_argument("--iface", help="ingress interface")
+    a.add_argument("--pps", type=int, default=0, help="limit: packets per second per source")
+    a.add_argument("--bps", type=int, default=0, help="limit: bytes per second per source")
+    a.add_argument("--burst", type=int, default=0, help="limit: burst in packets (default: one second's)")
+    a.add_argument("--burst-bytes", type=int, default=0, help="limit: burst in bytes (default: one second's)")
+    a.add_argument("--block-after", type=int, default=0, help="limit: block a source after N over-limit pkts/s")
+    a.add_argument("--block-for", type=float, default=0.0, metavar="SECONDS", help="limit: how long a block lasts")
+    a.add_argument("--position", type=int, help="insert at this position (0: first)")
+    d = fsub.add_parser("delete", help="delete rules by id")
+    d.add_argument("ids", nargs="+", type=int, metavar="ID")
+    fsub.add_parser("flush", help="delete every rule and policy")
+    ls = fsub.add_parser("list", help="rules in order, with packet and byte counters")
+    ls.add_argument("--json", action="store_true")
+    po = fsub.add_parser("policy", help="default policy of an interface")
+    po.add_argument("iface")
+    po.add_argument("policy", choices=("allow", "drop"))
+    ld = fsub.add_parser("load", help="replace the whole firewall with a file's [firewall] section (TOML or JSON)")
+    ld.add_argument("file")
+    bl = fsub.add_parser("blocked", help="sources blocked by limit rules now")
+    bl.add_argument("--json", action="store_true")
+    st = fsub.add_parser("set", help="named prefix sets")
+    ssub = st.add_subparsers(dest="set_command", required=True, metavar="ACTION")
+    sl = ssub.add_parser("load", help="create or replace a set from a file (one prefix a line)")
+    sl.add_argument("name")
+    sl.add_argument("file")
+    sd = ssub.add_parser("delete", help="delete an unused set")
+    sd.add_argument("name")
+    sls = ssub.add_parser("list", help="sets and their sizes")
+    sls.add_argument("--json", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +211,75 @@ def _bench(router: Router, args: argparse.Namespace) -> int:
     return main_bench(args.json, args.plot, args.frames, args.reps, args.routes)
 
 
-_COMMANDS = {"attach": _attach, "detach": _detach, "status": _status, "stats": _stats, "bench": _bench}
+def _firewall(router: Router, args: argparse.Namespace) -> int:
+    from .firewall import Firewall, Rule
+
+    fw = Firewall()
+    cmd = args.fw_command
+    if cmd == "add":
+        rule = Rule.parse(
+            action=args.action,
+            src=args.src,
+            dst=args.dst,
+            proto=args.proto,
+            sport=args.sport,
+            dport=args.dport,
+            iface=args.iface,
+            pps=args.pps,
+            bps=args.bps,
+            burst=args.burst,
+            burst_bytes=args.burst_bytes,
+            block_after=args.block_after,
+            block_seconds=args.block_for,
+        )
+        fw.add(rule, args.position)
+        print(f"rule {rule.id}: {rule.describe()}")
+    elif cmd == "delete":
+        fw.delete(args.ids)
+    elif cmd == "flush":
+        fw.flush()
+    elif cmd == "policy":
+        fw.set_policy(args.iface, args.policy)
+    elif cmd == "load":
+        done = fw.load_config(args.file)
+        print(f"loaded {done['rules']} rules, {done['sets']} sets, {done['policies']} policies")
+    elif cmd == "list":
+        rows = fw.counters()
+        if args.json:
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
+        else:
+            print(f"{'POS':>5} {'ID':>5} {'PACKETS':>12} {'BYTES':>14}  RULE")
+            for r in rows:
+                what = r.rule.describe()
+                print(f"{r.position:>5} {r.rule.id:>5} {r.packets:>12} {r.bytes:>14}  {what}")
+    elif cmd == "blocked":
+        blocked = fw.blocked()
+        if args.json:
+            print(json.dumps(blocked, indent=2))
+        for b in [] if args.json else blocked:
+            print(f"{b['source']:<40} rule {b['rule']:>5}  {b['seconds_left']:.1f} s left")
+    elif args.set_command == "load":
+        n, seconds = fw.load_set_file(args.name, args.file)
+        print(f"set {args.name}: {n} prefixes loaded in {seconds:.2f} s")
+    elif args.set_command == "delete":
+        fw.delete_set(args.name)
+    else:
+        sets = fw.sets()
+        if args.json:
+            print(json.dumps([{"name": s.name, "prefixes": s.prefixes} for s in sets], indent=2))
+        for s in [] if args.json else sets:
+            print(f"{s.name:<32} {s.prefixes:>10} prefixes")
+    return 0
+
+
+_COMMANDS = {
+    "attach": _attach,
+    "detach": _detach,
+    "status": _status,
+    "stats": _stats,
+    "bench": _bench,
+    "firewall": _firewall,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

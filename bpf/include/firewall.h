@@ -1,0 +1,556 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The firewall: rules, prefix sets and per-source rate limits, in front of
+ * everything else the router decides (forwarded frames and frames for the
+ * router itself alike).
+ *
+ * Classification does not scan the rules. Each field is one lookup that
+ * returns a bitmap of the rule positions it matches (ingress interface and
+ * protocol: a hash; source and destination: an LPM trie; each port: an
+ * array). Rules that reference a prefix set are taken out again when the
+ * set's trie does not hold the address. The AND of the bitmaps is the set of
+ * matching rules, and its lowest bit the first match. A summary word (one bit
+ * per non-zero bitmap word) skips empty words, so a frame that matches no
+ * rule usually costs the lookups and four ANDs, whatever the number of rules.
+ *
+ * Order: position 0 first. An allow or drop rule ends the search; a limit
+ * rule drops what is over its bucket and lets the rest go on to the next
+ * matching rule. Each interface's default policy is the implicit last rule.
+ *
+ * firewall_ipv4()/firewall_ipv6() return -1 to go on, or a reason (drop).
+ */
+#ifndef XDPR_FIREWALL_H
+#define XDPR_FIREWALL_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "abi.h"
+#include "maps.h"
+
+#define FW_NS_PER_SEC 1000000000ULL
+#define FW_SRC 0
+#define FW_DST 1
+#define FW_IP_MF 0x2000
+#define FW_IP_OFFSET 0x1FFF
+
+/* What the classifier looks at, gathered from the headers. */
+struct fw_pkt {
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 gen;
+	__u32 family;	/* 4 or 6 */
+	__u32 ifindex;
+	__u32 proto;
+	__u32 sport;	/* host order, or FW_NOPORT */
+	__u32 dport;
+	__u64 len;
+};
+
+/* Index of the lowest set bit of a non-zero word, by halving: BPF has no
+ * count-trailing-zeros instruction.
+ */
+static __always_inline __u32 fw_ctz(__u64 w)
+{
+	__u32 n = 0;
+
+	if (!(w & 0xffffffffULL)) {
+		n += 32;
+		w >>= 32;
+	}
+	if (!(w & 0xffff)) {
+		n += 16;
+		w >>= 16;
+	}
+	if (!(w & 0xff)) {
+		n += 8;
+		w >>= 8;
+	}
+	if (!(w & 0xf)) {
+		n += 4;
+		w >>= 4;
+	}
+	if (!(w & 0x3)) {
+		n += 2;
+		w >>= 2;
+	}
+	if (!(w & 0x1))
+		n += 1;
+	return n;
+}
+
+static __always_inline struct fw_bitmap *fw_bitmap(__u32 id)
+{
+	return bpf_map_lookup_elem(&xdpr_fw_bitmaps, &id);
+}
+
+/* The rules a source or destination address is covered by. */
+static __always_inline struct fw_bitmap *fw_addr_bitmap(const struct fw_pkt *p,
+							 __u32 dir)
+{
+	struct fw_lpm_key key = {};
+	__u32 *id;
+
+	key.prefixlen = 32 + (p->family == 4 ? 32 : 128);
+	key.tag[0] = p->gen;
+	key.tag[1] = dir;
+	key.tag[2] = p->family;
+	__builtin_memcpy(key.addr, dir == FW_SRC ? p->src : p->dst, 16);
+	id = bpf_map_lookup_elem(&xdpr_fw_lpm, &key);
+	return id ? fw_bitmap(*id) : NULL;
+}
+
+static __always_inline struct fw_bitmap *fw_port_bitmap(const struct fw_pkt *p,
+							 __u32 dir, __u32 port)
+{
+	__u32 idx = (p->gen * 2 + dir) * FW_PORT_SLOTS + port;
+	__u32 *id = bpf_map_lookup_elem(&xdpr_fw_ports, &idx);
+
+	return id ? fw_bitmap(*id) : NULL;
+}
+
+/* Interface and protocol: the control plane writes every combination of the
+ * interfaces and protocols rules name (and "any" of each), so the first hit
+ * of these four lookups is the right one.
+ */
+static __always_inline struct fw_bitmap *fw_ifproto_bitmap(const struct fw_pkt *p)
+{
+	struct fw_ifproto_key key = { .gen = p->gen };
+	__u32 *id;
+
+	key.ifindex = p->ifindex;
+	key.proto = p->proto;
+	id = bpf_map_lookup_elem(&xdpr_fw_ifproto, &key);
+	if (!id) {
+		key.proto = FW_ANY_PROTO;
+		id = bpf_map_lookup_elem(&xdpr_fw_ifproto, &key);
+	}
+	if (!id) {
+		key.ifindex = 0;
+		key.proto = p->proto;
+		id = bpf_map_lookup_elem(&xdpr_fw_ifproto, &key);
+	}
+	if (!id) {
+		key.proto = FW_ANY_PROTO;
+		id = bpf_map_lookup_elem(&xdpr_fw_ifproto, &key);
+	}
+	return id ? fw_bitmap(*id) : NULL;
+}
+
+/* Is the address in the set in this slot? */
+static __always_inline bool fw_set_has(const struct fw_pkt *p, __u32 slot,
+				       __u32 dir)
+{
+	struct fw_lpm_key key = {};
+	void *trie = bpf_map_lookup_elem(&xdpr_fw_sets, &slot);
+
+	if (!trie)
+		return false;
+	key.prefixlen = 32 + (p->family == 4 ? 32 : 128);
+	key.tag[2] = p->family;
+	__builtin_memcpy(key.addr, dir == FW_SRC ? p->src : p->dst, 16);
+	return bpf_map_lookup_elem(trie, &key) != NULL;
+}
+
+static __always_inline void fw_count(__u32 id, __u64 len)
+{
+	struct counter *c = bpf_map_lookup_elem(&xdpr_fw_count, &id);
+
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+}
+
+static __always_inline void fw_src_key(const struct fw_pkt *p, __u32 *family,
+				       __u8 *addr)
+{
+	*family = p->family;
+	__builtin_memcpy(addr, p->src, 16);
+}
+
+/* A source over its limit once more: past block_after such packets within a
+ * second, block it for block_ns.
+ */
+static __always_inline void fw_strike(const struct fw_rule *r,
+				      const struct fw_pkt *p,
+				      struct fw_limit_state *st, __u64 now)
+{
+	struct fw_block_key key = {};
+	struct fw_block blk = {};
+
+	if (!r->block_after)
+		return;
+	if (now - st->window_start > FW_NS_PER_SEC) {
+		st->window_start = now;
+		st->strikes = 0;
+	}
+	if (++st->strikes < r->block_after)
+		return;
+	st->strikes = 0;
+	fw_src_key(p, &key.family, key.addr);
+	blk.until = now + r->block_ns;
+	blk.rule_id = r->id;
+	bpf_map_update_elem(&xdpr_fw_blocked, &key, &blk, BPF_ANY);
+}
+
+/* GCRA, the token bucket in arrival times: a packet is in profile when the
+ * bucket's theoretical arrival time, after adding its cost, runs at most tau
+ * (the burst) ahead of now. A new source starts with a full bucket. Updates
+ * from several CPUs race; a source's frames come in on one queue, one CPU.
+ */
+static __always_inline int fw_limit(const struct fw_rule *r,
+				    const struct fw_pkt *p, __u64 now)
+{
+	struct fw_limit_key key = { .rule_id = r->id };
+	struct fw_limit_state *st;
+	__u64 tat_p = 0, tat_b = 0;
+	bool over = false;
+
+	fw_src_key(p, &key.family, key.addr);
+	st = bpf_map_lookup_elem(&xdpr_fw_limits, &key);
+	if (!st) {
+		struct fw_limit_state fresh = {
+			.tat_pkt = now, .tat_byte = now, .window_start = now,
+		};
+
+		bpf_map_update_elem(&xdpr_fw_limits, &key, &fresh, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&xdpr_fw_limits, &key);
+		if (!st)
+			return -1;	/* cannot track it: do not punish it */
+	}
+	if (r->pkt_ns) {
+		tat_p = (st->tat_pkt > now ? st->tat_pkt : now) + r->pkt_ns;
+		over = tat_p - now > r->pkt_tau;
+	}
+	if (r->bps) {
+		tat_b = (st->tat_byte > now ? st->tat_byte : now) +
+			p->len * FW_NS_PER_SEC / r->bps;
+		over = over || tat_b - now > r->byte_tau;
+	}
+	if (over) {
+		fw_strike(r, p, st, now);
+		return REASON_FW_RATE_LIMIT;
+	}
+	if (r->pkt_ns)
+		st->tat_pkt = tat_p;
+	if (r->bps)
+		st->tat_byte = tat_b;
+	return -1;
+}
+
+static __always_inline bool fw_blocked(const struct fw_pkt *p, __u64 now)
+{
+	struct fw_block_key key = {};
+	struct fw_block *blk;
+
+	fw_src_key(p, &key.family, key.addr);
+	blk = bpf_map_lookup_elem(&xdpr_fw_blocked, &key);
+	return blk && blk->until > now;
+}
+
+/* The field bitmaps of one frame, and the set references it misses. */
+struct fw_match {
+	struct fw_bitmap *f[5];
+	struct fw_bitmap *unmet[FW_MAX_REFS];
+};
+
+/* Word w of the AND of every field, without the rules whose set missed. */
+static __always_inline __u64 fw_word(const struct fw_match *m, __u32 w)
+{
+	__u64 v;
+
+	/* the compiler knows w < FW_WORDS and would drop a plain check; the
+	 * verifier cannot follow fw_ctz() that far
+	 */
+	asm volatile("" : "+r"(w));
+	w &= FW_WORDS - 1;
+	v = m->f[0]->words[w] & m->f[1]->words[w] & m->f[2]->words[w] &
+	    m->f[3]->words[w] & m->f[4]->words[w];
+#pragma unroll
+	for (int i = 0; i < FW_MAX_REFS; i++)
+		v &= ~m->unmet[i]->words[w];
+	return v;
+}
+
+/* One rule matched: -2 to look further, -1 to go on routing, or a reason.
+ * A global function, so the verifier checks it once on its own instead of
+ * in every state of the scan that calls it.
+ */
+__noinline int fw_apply(const struct fw_pkt *p, __u32 pos, __u64 now)
+{
+	__u32 idx;
+	struct fw_rule *r;
+	int reason;
+
+	if (!p)
+		return -2;
+	idx = (p->gen & 1) * FW_MAX_RULES + pos;
+	r = bpf_map_lookup_elem(&xdpr_fw_rules, &idx);
+	if (!r)
+		return -2;
+	fw_count(r->id, p->len);
+	switch (r->action) {
+	case FW_ALLOW:
+		return -1;
+	case FW_DROP:
+		return (r->flags & FW_RULE_POLICY) ? REASON_FW_POLICY_DROP :
+						     REASON_FW_DROP;
+	case FW_LIMIT:
+		reason = fw_limit(r, p, now);
+		return reason >= 0 ? reason : -2;
+	default:
+		return -2;
+	}
+}
+
+/* The scan of one frame's candidates, for bpf_loop(). */
+struct fw_scan {
+	struct fw_match m;
+	struct fw_pkt *p;
+	__u64 sum[FW_SUMMARY_WORDS];
+	__u64 word;
+	__u64 now;
+	__u32 base;
+	__u32 k;
+	int reason;
+};
+
+/* One step either takes the next candidate word from the summary or looks
+ * at the next rule in the current word, lowest position first. A bpf_loop()
+ * callback, so the verifier checks it once, not once per step.
+ */
+static long fw_step(__u64 i, void *data)
+{
+	struct fw_scan *s = data;
+	__u32 k, bit;
+	int reason;
+
+	if (!s->word) {
+		k = s->k;
+		if (k >= FW_SUMMARY_WORDS)
+			return 1;
+		k &= FW_SUMMARY_WORDS - 1;
+		if (!s->sum[k]) {
+			s->k = k + 1;
+			return 0;
+		}
+		bit = fw_ctz(s->sum[k]);
+		s->sum[k] &= s->sum[k] - 1;
+		s->base = (k * 64 + bit) * 64;
+		s->word = fw_word(&s->m, k * 64 + bit);
+		return 0;
+	}
+	reason = fw_apply(s->p, s->base + fw_ctz(s->word), s->now);
+	s->word &= s->word - 1;
+	if (reason == -2)
+		return 0;
+	s->reason = reason;
+	return 1;
+}
+
+static __noinline int fw_classify(struct fw_pkt *p)
+{
+	struct fw_scan s = { .p = p, .reason = -1 };
+	struct fw_gen *g = bpf_map_lookup_elem(&xdpr_fw_gens, &p->gen);
+	struct fw_match *m = &s.m;
+	struct fw_bitmap *empty;
+
+	if (!g)
+		return -1;
+	s.now = bpf_ktime_get_ns();
+	if (g->has_block && fw_blocked(p, s.now))
+		return REASON_FW_BLOCKED;
+	m->f[0] = fw_ifproto_bitmap(p);
+	m->f[1] = fw_addr_bitmap(p, FW_SRC);
+	m->f[2] = fw_addr_bitmap(p, FW_DST);
+	m->f[3] = fw_port_bitmap(p, FW_SRC, p->sport);
+	m->f[4] = fw_port_bitmap(p, FW_DST, p->dport);
+	if (!m->f[0] || !m->f[1] || !m->f[2] || !m->f[3] || !m->f[4])
+		return -1;	/* a generation being torn down: none match */
+#pragma unroll
+	for (int i = 0; i < FW_SUMMARY_WORDS; i++)
+		s.sum[i] = m->f[0]->summary[i] & m->f[1]->summary[i] &
+			   m->f[2]->summary[i] & m->f[3]->summary[i] &
+			   m->f[4]->summary[i];
+	if (!(s.sum[0] | s.sum[1] | s.sum[2] | s.sum[3]))
+		return -1;	/* the usual case for traffic no rule names */
+	/* Rules on a set the address is not in are taken out; every pointer
+	 * is a real bitmap (the empty one when nothing is taken out), so the
+	 * verifier sees one shape of fw_match, not 2^FW_MAX_REFS.
+	 */
+	empty = fw_bitmap(FW_EMPTY_BITMAP);
+	if (!empty)
+		return -1;
+#pragma unroll
+	for (int i = 0; i < FW_MAX_REFS; i++) {
+		struct fw_bitmap *need = NULL;
+
+		if (i < g->nrefs && !fw_set_has(p, g->ref_slot[i] & (FW_MAX_SETS - 1),
+						g->ref_dir[i]))
+			need = fw_bitmap(g->ref_need[i]);
+		m->unmet[i] = need ? need : empty;
+	}
+	bpf_loop(FW_MAX_STEPS, fw_step, &s, 0);
+	return s.reason;
+}
+
+/* The verdict as a constant: the router indexes its counters with it, and
+ * the verifier follows a constant where it loses a computed range.
+ */
+static __always_inline int fw_const(int reason)
+{
+	asm volatile("" : "+r"(reason));	/* keep the compiler from merging */
+	return reason;
+}
+
+static __always_inline int fw_verdict(int reason)
+{
+	switch (reason) {
+	case REASON_FW_DROP:
+		return fw_const(REASON_FW_DROP);
+	case REASON_FW_POLICY_DROP:
+		return fw_const(REASON_FW_POLICY_DROP);
+	case REASON_FW_RATE_LIMIT:
+		return fw_const(REASON_FW_RATE_LIMIT);
+	case REASON_FW_BLOCKED:
+		return fw_const(REASON_FW_BLOCKED);
+	default:
+		return -1;
+	}
+}
+
+static __always_inline bool fw_enabled(void)
+{
+	__u32 key = 0;
+	struct fw_state *st = bpf_map_lookup_elem(&xdpr_fw_state, &key);
+
+	return st && st->enabled;
+}
+
+static __always_inline __u32 fw_gen(void)
+{
+	__u32 key = 0;
+	struct fw_state *st = bpf_map_lookup_elem(&xdpr_fw_state, &key);
+
+	return st ? st->gen & 1 : 0;
+}
+
+static __always_inline bool fw_has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP ||
+	       proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP ||
+	       proto == IPPROTO_DCCP;
+}
+
+/* Ports at l4 if the protocol has them and the datagram holds them (the
+ * frame's end for the verifier, the datagram's for the meaning).
+ */
+static __always_inline void fw_ports(struct fw_pkt *p, const void *l4,
+				     const void *l3_end, const void *end)
+{
+	const __be16 *ports = l4;
+
+	p->sport = FW_NOPORT;
+	p->dport = FW_NOPORT;
+	if (!fw_has_ports(p->proto) || (const void *)(ports + 2) > end ||
+	    (const void *)(ports + 2) > l3_end)
+		return;
+	p->sport = bpf_ntohs(ports[0]);
+	p->dport = bpf_ntohs(ports[1]);
+}
+
+/* Any IPv4 frame with a sane version and IHL: options, fragments (only the
+ * first has ports), bad checksums and TTL 1 included.
+ */
+static __always_inline int firewall_ipv4(struct xdp_md *ctx,
+					 const struct iphdr *iph, void *end)
+{
+	struct fw_pkt p = {};
+	const void *l3_end = (void *)iph + bpf_ntohs(iph->tot_len);
+
+	if (!fw_enabled())
+		return -1;
+	p.gen = fw_gen();
+	p.family = 4;
+	p.ifindex = ctx->ingress_ifindex;
+	p.proto = iph->protocol;
+	p.len = ctx->data_end - ctx->data;
+	__builtin_memcpy(p.src, &iph->saddr, 4);
+	__builtin_memcpy(p.dst, &iph->daddr, 4);
+	if (iph->frag_off & bpf_htons(FW_IP_OFFSET)) {
+		p.sport = FW_NOPORT;
+		p.dport = FW_NOPORT;
+	} else {
+		fw_ports(&p, (void *)iph + (iph->ihl & 0xf) * 4, l3_end, end);
+	}
+	return fw_verdict(fw_classify(&p));
+}
+
+/* Past the IPv6 extension headers to the transport header: a rule on ports
+ * must not be dodged with a destination options header. A non-first
+ * fragment has no ports.
+ */
+static __always_inline const void *fw_ipv6_l4(struct fw_pkt *p,
+					      const struct ipv6hdr *ip6h,
+					      const void *l3_end, const void *end)
+{
+	const __u8 *h = (const __u8 *)(ip6h + 1);
+	__u8 next = ip6h->nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if ((const void *)(h + 8) > end || (const void *)(h + 8) > l3_end)
+			break;
+		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING ||
+		    next == IPPROTO_DSTOPTS) {
+			next = h[0];
+			h += (h[1] + 1) * 8;
+		} else if (next == IPPROTO_AH) {
+			next = h[0];
+			h += (h[1] + 2) * 4;
+		} else if (next == IPPROTO_FRAGMENT) {
+			next = h[0];
+			if (*(const __be16 *)(h + 2) & bpf_htons(0xfff8)) {
+				p->proto = next;
+				return NULL;
+			}
+			h += 8;
+		} else {
+			break;
+		}
+	}
+	p->proto = next;
+	return h;
+}
+
+static __always_inline int firewall_ipv6(struct xdp_md *ctx,
+					 const struct ipv6hdr *ip6h, void *end)
+{
+	struct fw_pkt p = {};
+	const void *l3_end = (void *)(ip6h + 1) + bpf_ntohs(ip6h->payload_len);
+	const void *l4;
+
+	if (!fw_enabled())
+		return -1;
+	p.gen = fw_gen();
+	p.family = 6;
+	p.ifindex = ctx->ingress_ifindex;
+	p.len = ctx->data_end - ctx->data;
+	__builtin_memcpy(p.src, &ip6h->saddr, 16);
+	__builtin_memcpy(p.dst, &ip6h->daddr, 16);
+	l4 = fw_ipv6_l4(&p, ip6h, l3_end, end);
+	if (l4) {
+		fw_ports(&p, l4, l3_end, end);
+	} else {
+		p.sport = FW_NOPORT;
+		p.dport = FW_NOPORT;
+	}
+	return fw_verdict(fw_classify(&p));
+}
+
+#endif

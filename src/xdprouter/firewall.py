@@ -1,0 +1,885 @@
+"""The firewall's control plane: rules, named prefix sets, policies, and
+atomic changes of the data plane's tables (bpf/include/firewall.h).
+
+State lives only in the attached program's maps (found again through the
+interfaces, as ``router.py`` does): rules last as long as the program is
+attached. Every change builds a complete new *generation* of the lookup
+tables beside the live one and then flips ``xdpr_fw_state.gen`` with one
+write; the old generation is removed only after an RCU grace period
+(membarrier), when no frame can still be using it.
+
+>>> fw = Firewall()                                       # doctest: +SKIP
+>>> fw.add(Rule.parse(action="drop", src="192.0.2.0/24"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ipaddress
+import json
+import os
+import socket
+import struct
+import time
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import abi, bpf, netlink
+from .errors import UsageError
+from .router import Router, _Instance
+
+ACTIONS = {"allow": abi.FwAction.ALLOW, "drop": abi.FwAction.DROP, "limit": abi.FwAction.LIMIT}
+PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132}
+_PROTO_NAMES = {v: k for k, v in PROTOS.items()}
+_GEN_BITMAPS = abi.FW_MAX_BITMAPS // 2  # bitmap ids per generation (the last id is the empty bitmap)
+_SET_NAME_LEN = 31
+_LPM_KEY = struct.Struct("<I4s16s")
+_MEMBARRIER_CMD_GLOBAL = 1
+_SYS_MEMBARRIER = 324  # x86_64
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _prefix(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise UsageError(f"bad {what} prefix {text!r}") from None
+
+
+def _ports(text: str | None, what: str) -> tuple[int, int] | None:
+    if text is None or text == "":
+        return None
+    lo_s, _, hi_s = str(text).partition("-")
+    try:
+        lo, hi = int(lo_s), int(hi_s or lo_s)
+    except ValueError:
+        raise UsageError(f"bad {what} {text!r}: a port or a range LOW-HIGH") from None
+    if not (0 <= lo <= 65535 and 0 <= hi <= 65535):
+        raise UsageError(f"{what} {text!r} out of range (0-65535)")
+    if lo > hi:
+        raise UsageError(f"{what} {text!r}: low end above high end")
+    return lo, hi
+
+
+def _proto(text: str | int | None) -> int | None:
+    if text is None or text == "" or text == "any":
+        return None
+    if isinstance(text, int) or str(text).isdigit():
+        value = int(text)
+        if not 0 <= value <= 255:
+            raise UsageError(f"protocol {text!r} out of range (0-255)")
+        return value
+    if str(text).lower() not in PROTOS:
+        raise UsageError(f"unknown protocol {text!r} ({', '.join(PROTOS)} or a number)")
+    return PROTOS[str(text).lower()]
+
+
+@dataclass
+class Rule:
+    """One rule. ``src``/``dst`` are prefixes or ``@set``; ports are ranges."""
+
+    action: str = "drop"
+    src: str | None = None
+    dst: str | None = None
+    proto: int | None = None
+    sport: tuple[int, int] | None = None
+    dport: tuple[int, int] | None = None
+    iface: str | None = None
+    pps: int = 0
+    bps: int = 0
+    burst: int = 0  # packets (default: one second's worth)
+    burst_bytes: int = 0  # bytes (default: one second's worth)
+    block_after: int = 0  # over-limit packets within a second that block the source (0: never)
+    block_seconds: float = 0.0
+    id: int = 0  # stable, assigned when added
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        action: str = "drop",
+        src: str | None = None,
+        dst: str | None = None,
+        proto: str | int | None = None,
+        sport: str | None = None,
+        dport: str | None = None,
+        iface: str | None = None,
+        pps: int = 0,
+        bps: int = 0,
+        burst: int = 0,
+        burst_bytes: int = 0,
+        block_after: int = 0,
+        block_seconds: float = 0.0,
+    ) -> Rule:
+        """A validated rule; raises UsageError with a one-line message."""
+        if action not in ACTIONS:
+            raise UsageError(f"unknown action {action!r} (allow, drop or limit)")
+        fams = set()
+        for what, value in (("source", src), ("destination", dst)):
+            if value and not value.startswith("@"):
+                fams.add(_prefix(value, what).version)
+            elif value and not value[1:]:
+                raise UsageError(f"empty set name in {what} {value!r}")
+        if len(fams) > 1:
+            raise UsageError("source and destination prefixes are of different families")
+        rule = cls(
+            action=action,
+            src=_norm(src),
+            dst=_norm(dst),
+            proto=_proto(proto),
+            sport=_ports(sport, "source port"),
+            dport=_ports(dport, "destination port"),
+            iface=iface or None,
+            pps=int(pps),
+            bps=int(bps),
+            burst=int(burst),
+            burst_bytes=int(burst_bytes),
+            block_after=int(block_after),
+            block_seconds=float(block_seconds),
+        )
+        if rule.proto is not None and rule.proto not in (6, 17, 33, 132, 136) and (rule.sport or rule.dport):
+            raise UsageError(f"protocol {rule.proto} has no ports")
+        if action == "limit" and not (rule.pps or rule.bps):
+            raise UsageError("a limit rule needs --pps or --bps")
+        if action != "limit" and (rule.pps or rule.bps or rule.block_after):
+            raise UsageError("--pps, --bps and --block-after belong to limit rules")
+        if min(rule.pps, rule.bps, rule.burst, rule.burst_bytes, rule.block_after) < 0 or rule.block_seconds < 0:
+            raise UsageError("rates, bursts and block times cannot be negative")
+        if rule.block_after and not rule.block_seconds:
+            raise UsageError("--block-after needs --block-for SECONDS")
+        return rule
+
+    @property
+    def family(self) -> int:
+        for value in (self.src, self.dst):
+            if value and not value.startswith("@"):
+                return ipaddress.ip_network(value).version
+        return 0
+
+    def describe(self) -> str:
+        parts = [self.action]
+        if self.iface:
+            parts.append(f"iface {self.iface}")
+        if self.proto is not None:
+            parts.append(_PROTO_NAMES.get(self.proto, str(self.proto)))
+        for name, value in (("src", self.src), ("dst", self.dst)):
+            if value:
+                parts.append(f"{name} {value}")
+        for name, rng in (("sport", self.sport), ("dport", self.dport)):
+            if rng:
+                parts.append(f"{name} {rng[0]}" + (f"-{rng[1]}" if rng[1] != rng[0] else ""))
+        if self.action == "limit":
+            if self.pps:
+                parts.append(f"{self.pps} pps burst {self.burst or self.pps}")
+            if self.bps:
+                parts.append(f"{self.bps} B/s burst {self.burst_bytes or self.bps} B")
+            if self.block_after:
+                parts.append(f"block {self.block_seconds:g} s after {self.block_after} over/s")
+        return " ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("sport", "dport"):
+            if out[key]:
+                lo, hi = out[key]
+                out[key] = f"{lo}-{hi}" if lo != hi else str(lo)
+        return out
+
+
+def _norm(value: str | None) -> str | None:
+    if not value:
+        return None
+    if value.startswith("@"):
+        return value
+    return str(ipaddress.ip_network(value, strict=False))
+
+
+@dataclass
+class RuleCounters:
+    rule: Rule
+    position: int
+    packets: int
+    bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"position": self.position, **self.rule.as_dict(), "packets": self.packets, "bytes": self.bytes}
+
+
+@dataclass
+class SetInfo:
+    name: str
+    slot: int
+    prefixes: int
+
+
+@dataclass
+class _Compiled:
+    """One generation's tables, as bytes ready for the maps."""
+
+    bitmaps: dict[int, bytes] = field(default_factory=dict)  # id -> FwBitmap
+    lpm: list[tuple[bytes, int]] = field(default_factory=list)  # FwLpmKey -> bitmap id
+    ports: list[list[int]] = field(default_factory=list)  # [sport ids, dport ids], FW_PORT_SLOTS each
+    ifproto: list[tuple[bytes, int]] = field(default_factory=list)
+    rules: list[abi.FwRule] = field(default_factory=list)
+    gen: abi.FwGen = field(default_factory=abi.FwGen)
+
+
+def parse_prefix_lines(lines: Iterable[str]) -> list[tuple[int, bytes, int]]:
+    """(family, address bytes, prefix length) per line; blanks and # comments skipped."""
+    out = []
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        addr, _, plen_s = text.partition("/")
+        fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        try:
+            raw = socket.inet_pton(fam, addr)
+            bits = len(raw) * 8
+            plen = int(plen_s) if plen_s else bits
+            if not 0 <= plen <= bits:
+                raise ValueError
+        except (OSError, ValueError):
+            raise UsageError(f"line {n}: bad prefix {text!r}") from None
+        out.append((4 if fam == socket.AF_INET else 6, raw, plen))
+    return out
+
+
+def _set_key(family: int, raw: bytes, plen: int) -> bytes:
+    return _LPM_KEY.pack(32 + plen, bytes((0, 0, family, 0)), raw.ljust(16, b"\0"))
+
+
+def _membarrier() -> None:
+    """Wait for an RCU grace period: every XDP run that began before has ended."""
+    if _libc.syscall(_SYS_MEMBARRIER, _MEMBARRIER_CMD_GLOBAL, 0, 0) != 0:
+        time.sleep(0.05)  # no membarrier: a frame's run takes microseconds
+
+
+class Firewall:
+    """The firewall of the xdprouter attached in the caller's namespace."""
+
+    def __init__(self) -> None:
+        self._router = Router()
+
+    @contextlib.contextmanager
+    def _open(self, locked: bool = True) -> Iterator[_State]:
+        inst = self._router._find(self._router._attached())
+        if inst is None:
+            raise UsageError("xdprouter is not attached in this namespace: attach it first")
+        maps: dict[str, bpf.Map] = {}
+        try:
+            for map_id in inst.prog.map_ids():
+                m = bpf.Map.from_id(map_id)
+                if m.name in abi.FW_MAPS:
+                    maps[m.name] = m
+                else:
+                    m.close()
+            missing = set(abi.FW_MAPS) - set(maps)
+            if missing:
+                raise UsageError(
+                    f"the attached xdprouter program has no firewall maps ({', '.join(sorted(missing))}): "
+                    "re-attach after `make bpf`"
+                )
+            with self._router._locked() if locked else contextlib.nullcontext():
+                yield _State(inst, maps)
+        finally:
+            for m in maps.values():
+                m.close()
+            inst.close()
+
+    # -- reading ---------------------------------------------------------
+
+    def rules(self) -> list[Rule]:
+        with self._open(locked=False) as st:
+            return st.read()[0]
+
+    def policies(self) -> dict[str, str]:
+        with self._open(locked=False) as st:
+            return st.read()[1]
+
+    def counters(self) -> list[RuleCounters]:
+        with self._open(locked=False) as st:
+            rules, policies = st.read()
+            out = [RuleCounters(r, i, *st.counter(r.id)) for i, r in enumerate(rules)]
+            for i, (iface, rule_id) in enumerate(st.policy_ids().items()):
+                pol = Rule(action=policies[iface], iface=iface, id=rule_id)
+                out.append(RuleCounters(pol, len(rules) + i, *st.counter(rule_id)))
+            return out
+
+    def sets(self) -> list[SetInfo]:
+        with self._open(locked=False) as st:
+            return [SetInfo(name, slot, count) for name, (slot, count) in st.sets().items()]
+
+    def blocked(self) -> list[dict[str, Any]]:
+        """Sources blocked now, with seconds left."""
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        out = []
+        with self._open(locked=False) as st:
+            m = st.maps[abi.MAP_FW_BLOCKED]
+            for raw in m.raw_keys():
+                key = abi.FwBlockKey.from_buffer_copy(raw)
+                val = m.lookup(key)
+                if val is None:
+                    continue
+                blk = abi.FwBlock.from_buffer_copy(val)
+                if blk.until > now:
+                    n = 4 if key.family == 4 else 16
+                    addr = ipaddress.ip_address(bytes(key.addr[:n]))
+                    out.append({"source": str(addr), "rule": blk.rule_id, "seconds_left": (blk.until - now) / 1e9})
+        return out
+
+    # -- changing --------------------------------------------------------
+
+    def add(self, rule: Rule, position: int | None = None) -> Rule:
+        with self._open() as st:
+            rules, policies = st.read()
+            pos = len(rules) if position is None else position
+            if not 0 <= pos <= len(rules):
+                raise UsageError(f"position {position} out of range (0-{len(rules)})")
+            rules.insert(pos, rule)
+            st.apply(rules, policies)
+            return rule
+
+    def delete(self, ids: list[int]) -> None:
+        with self._open() as st:
+            rules, policies = st.read()
+            unknown = set(ids) - {r.id for r in rules}
+            if unknown:
+                raise UsageError(f"no rule with id {', '.join(map(str, sorted(unknown)))}")
+            st.apply([r for r in rules if r.id not in ids], policies)
+
+    def replace(self, rules: list[Rule], policies: dict[str, str] | None = None) -> None:
+        """Every rule (and policy) at once, in one generation."""
+        with self._open() as st:
+            st.apply(rules, st.read()[1] if policies is None else policies)
+
+    def flush(self) -> None:
+        self.replace([], {})
+
+    def set_policy(self, iface: str, action: str) -> None:
+        if action not in ("allow", "drop"):
+            raise UsageError(f"unknown policy {action!r} (allow or drop)")
+        netlink.resolve([iface])
+        with self._open() as st:
+            rules, policies = st.read()
+            policies[iface] = action
+            st.apply(rules, policies)
+
+    def load_set(self, name: str, prefixes: list[tuple[int, bytes, int]]) -> float:
+        """Create or replace set ``name`` atomically; returns the seconds it took."""
+        with self._open() as st:
+            return st.load_set(name, prefixes)
+
+    def load_set_file(self, name: str, path: str | os.PathLike[str]) -> tuple[int, float]:
+        start = time.perf_counter()
+        with open(path) as fh:
+            prefixes = parse_prefix_lines(fh)
+        self.load_set(name, prefixes)
+        return len(prefixes), time.perf_counter() - start
+
+    def delete_set(self, name: str) -> None:
+        with self._open() as st:
+            rules, _ = st.read()
+            users = [r.id for r in rules if f"@{name}" in (r.src, r.dst)]
+            if users:
+                raise UsageError(f"set {name!r} is used by rule(s) {', '.join(map(str, users))}")
+            st.delete_set(name)
+
+    def load_config(self, path: str | os.PathLike[str]) -> dict[str, int]:
+        """Read a ``[firewall]`` section (TOML, or JSON with a "firewall" key)
+        and make it the whole firewall: sets first, then rules and policies
+        in one generation. Everything is validated before anything changes."""
+        config = load_config_file(path)
+        base = Path(path).parent
+        sets = {}
+        for name, spec in config.get("sets", {}).items():
+            if isinstance(spec, list):
+                sets[name] = parse_prefix_lines(spec)
+            elif isinstance(spec, dict) and "file" in spec:
+                with open(base / spec["file"]) as fh:
+                    sets[name] = parse_prefix_lines(fh)
+            elif isinstance(spec, dict) and "prefixes" in spec:
+                sets[name] = parse_prefix_lines(spec["prefixes"])
+            else:
+                raise UsageError(f"set {name!r}: give a list of prefixes, prefixes = [...] or file = PATH")
+        rules = [_rule_from_config(i, spec) for i, spec in enumerate(config.get("rules", []))]
+        policies = {str(k): str(v) for k, v in config.get("policy", {}).items()}
+        for iface, action in policies.items():
+            if action not in ("allow", "drop"):
+                raise UsageError(f"policy of {iface}: unknown {action!r} (allow or drop)")
+        with self._open() as st:
+            known = set(st.sets()) | set(sets)
+            for r in rules:
+                for ref in (r.src, r.dst):
+                    if ref and ref.startswith("@") and ref[1:] not in known:
+                        raise UsageError(f"unknown set {ref[1:]!r}")
+            st.check(rules, policies)
+            for name, prefixes in sets.items():
+                st.load_set(name, prefixes)
+            st.apply(rules, policies)
+        return {"rules": len(rules), "sets": len(sets), "policies": len(policies)}
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    text = Path(path).read_text()
+    try:
+        data = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"{path}: {str(e).splitlines()[0]}") from None
+    section = data.get("firewall")
+    if not isinstance(section, dict):
+        raise UsageError(f"{path}: no [firewall] section")
+    return section
+
+
+_RULE_KEYS = {
+    "action",
+    "src",
+    "dst",
+    "proto",
+    "sport",
+    "dport",
+    "iface",
+    "pps",
+    "bps",
+    "burst",
+    "burst_bytes",
+    "block_after",
+    "block_seconds",
+}
+
+
+def _rule_from_config(i: int, spec: Any) -> Rule:
+    if not isinstance(spec, dict):
+        raise UsageError(f"rule {i}: not a table")
+    unknown = set(spec) - _RULE_KEYS
+    if unknown:
+        raise UsageError(f"rule {i}: unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        kw = {k: (str(v) if k in ("sport", "dport") else v) for k, v in spec.items()}
+        return Rule.parse(**kw)
+    except UsageError as e:
+        raise UsageError(f"rule {i}: {e}") from None
+
+
+class _State:
+    """The firewall maps of one attached program, under the namespace lock."""
+
+    def __init__(self, inst: _Instance, maps: dict[str, bpf.Map]) -> None:
+        self.inst = inst
+        self.maps = maps
+
+    # -- reading ---------------------------------------------------------
+
+    def state(self) -> abi.FwState:
+        raw = self.maps[abi.MAP_FW_STATE].lookup(ctypes.c_uint32(0))
+        return abi.FwState.from_buffer_copy(raw) if raw else abi.FwState()
+
+    def gen_config(self, gen: int) -> abi.FwGen:
+        raw = self.maps[abi.MAP_FW_GENS].lookup(ctypes.c_uint32(gen))
+        return abi.FwGen.from_buffer_copy(raw) if raw else abi.FwGen()
+
+    def _raw_rules(self) -> list[abi.FwRule]:
+        st = self.state()
+        if not st.enabled:
+            return []
+        g = self.gen_config(st.gen)
+        m = self.maps[abi.MAP_FW_RULES]
+        out = []
+        for pos in range(g.nrules):
+            raw = m.lookup(ctypes.c_uint32(st.gen * abi.FW_MAX_RULES + pos))
+            assert raw is not None
+            out.append(abi.FwRule.from_buffer_copy(raw))
+        return out
+
+    def sets(self) -> dict[str, tuple[int, int]]:
+        """name -> (slot, prefixes)."""
+        out = {}
+        for slot, info in enumerate(self.state().sets):
+            if info.used:
+                out[bytes(info.name).rstrip(b"\0").decode()] = (slot, info.count)
+        return out
+
+    def read(self) -> tuple[list[Rule], dict[str, str]]:
+        names = {link.index: link.name for link in netlink.links()}
+        slots = {slot: name for name, (slot, _) in self.sets().items()}
+        rules, policies = [], {}
+        for r in self._raw_rules():
+            if r.flags & abi.FwRuleFlag.POLICY:
+                policies[names.get(r.ifindex, f"ifindex:{r.ifindex}")] = "drop"
+                continue
+            rules.append(_decode(r, names, slots))
+        return rules, policies
+
+    def policy_ids(self) -> dict[str, int]:
+        names = {link.index: link.name for link in netlink.links()}
+        return {
+            names.get(r.ifindex, f"ifindex:{r.ifindex}"): r.id
+            for r in self._raw_rules()
+            if r.flags & abi.FwRuleFlag.POLICY
+        }
+
+    def counter(self, rule_id: int) -> tuple[int, int]:
+        per_cpu = self.maps[abi.MAP_FW_COUNTERS].lookup_per_cpu(ctypes.c_uint32(rule_id), abi.Counter)
+        return sum(c.packets for c in per_cpu), sum(c.bytes for c in per_cpu)  # type: ignore[attr-defined]
+
+    # -- sets --------------------------------------------------------------
+
+    def load_set(self, name: str, prefixes: list[tuple[int, bytes, int]]) -> float:
+        if not name or len(name.encode()) > _SET_NAME_LEN or "@" in name or "/" in name:
+            raise UsageError(f"bad set name {name!r} (1-{_SET_NAME_LEN} bytes, no @ or /)")
+        if len(prefixes) > abi.FW_MAX_SET_PREFIXES:
+            raise UsageError(f"set {name!r}: {len(prefixes)} prefixes, at most {abi.FW_MAX_SET_PREFIXES}")
+        start = time.perf_counter()
+        existing = self.sets()
+        if name in existing:
+            slot = existing[name][0]
+        else:
+            free = set(range(abi.FW_MAX_SETS)) - {s for s, _ in existing.values()}
+            if not free:
+                raise UsageError(f"too many sets (at most {abi.FW_MAX_SETS})")
+            slot = min(free)
+        keys = b"".join(_set_key(f, raw, plen) for f, raw, plen in prefixes)
+        count = len(keys) // _LPM_KEY.size
+        trie = bpf.create_lpm_trie(f"xdpr_set{slot}", _LPM_KEY.size, 1, abi.FW_MAX_SET_PREFIXES)
+        try:
+            trie.update_batch(keys, b"\1" * count, count)
+            # Swapping the trie in is one pointer write: frames see the old
+            # set or the new one, never a half-filled one.
+            self.maps[abi.MAP_FW_SETS].update(ctypes.c_uint32(slot), ctypes.c_uint32(trie.fd))
+        finally:
+            trie.close()
+        st = self.state()
+        st.sets[slot] = abi.FwSetInfo(used=1, count=count)
+        st.sets[slot].name[: len(name.encode())] = list(name.encode())
+        self.maps[abi.MAP_FW_STATE].update(ctypes.c_uint32(0), st)
+        return time.perf_counter() - start
+
+    def delete_set(self, name: str) -> None:
+        existing = self.sets()
+        if name not in existing:
+            raise UsageError(f"unknown set {name!r}")
+        slot = existing[name][0]
+        st = self.state()
+        st.sets[slot] = abi.FwSetInfo()
+        self.maps[abi.MAP_FW_STATE].update(ctypes.c_uint32(0), st)
+        self.maps[abi.MAP_FW_SETS].delete(ctypes.c_uint32(slot))
+
+    # -- compiling and applying ---------------------------------------------
+
+    def check(self, rules: list[Rule], policies: dict[str, str]) -> None:
+        """Raise UsageError for what compile() would refuse, changing nothing."""
+        if len(rules) + len(policies) > abi.FW_MAX_RULES:
+            raise UsageError(f"too many rules (at most {abi.FW_MAX_RULES} with the policies)")
+        names = {link.name for link in netlink.links()}
+        for r in rules:
+            if r.iface and r.iface not in names:
+                raise UsageError(f"no interface {r.iface!r}")
+        for iface in policies:
+            if iface not in names:
+                raise UsageError(f"no interface {iface!r}")
+
+    def apply(self, rules: list[Rule], policies: dict[str, str]) -> None:
+        self.check(rules, policies)
+        sets = self.sets()
+        for r in rules:
+            for ref in (r.src, r.dst):
+                if ref and ref.startswith("@") and ref[1:] not in sets:
+                    raise UsageError(f"unknown set {ref[1:]!r}")
+        old_raw = self._raw_rules()
+        self._assign_ids(rules, policies, old_raw)
+        cur = self.state()
+        new_gen = 1 - cur.gen
+        links = {link.name: link.index for link in netlink.links()}
+        slots = {n: s for n, (s, _) in sets.items()}
+        compiled = _compile(rules, policies, links, slots, new_gen, self._policy_ids)
+        self._purge(new_gen)
+        self._write(compiled, new_gen)
+        state = self.state()
+        state.enabled, state.gen = int(bool(compiled.rules)), new_gen
+        self.maps[abi.MAP_FW_STATE].update(ctypes.c_uint32(0), state)  # the flip
+        _membarrier()
+        self._purge(1 - new_gen)
+        self._forget_limits({r.id for r in rules if r.action == "limit"})
+
+    def _forget_limits(self, keep: set[int]) -> None:
+        """Bucket states of limit rules that are gone (ids are reused)."""
+        m = self.maps[abi.MAP_FW_LIMITS]
+        for raw in list(m.raw_keys()):
+            key = abi.FwLimitKey.from_buffer_copy(raw)
+            if key.rule_id not in keep:
+                m.delete(key)
+
+    def _assign_ids(self, rules: list[Rule], policies: dict[str, str], old: list[abi.FwRule]) -> None:
+        used = {r.id for r in rules if r.id}
+        old_policy = {r.ifindex: r.id for r in old if r.flags & abi.FwRuleFlag.POLICY}
+        links = {link.name: link.index for link in netlink.links()}
+        self._policy_ids = {}
+        for iface, action in policies.items():
+            if action == "drop" and old_policy.get(links.get(iface, -1)):
+                self._policy_ids[iface] = old_policy[links[iface]]
+        used |= set(self._policy_ids.values())
+        free = (i for i in range(1, abi.FW_MAX_IDS) if i not in used)
+        zero = bytes(((ctypes.sizeof(abi.Counter) + 7) // 8 * 8) * bpf.possible_cpus())
+        counters = self.maps[abi.MAP_FW_COUNTERS]
+        for r in rules:
+            if not r.id:
+                r.id = next(free)
+                counters.update(ctypes.c_uint32(r.id), zero)
+        for iface, action in policies.items():
+            if action == "drop" and iface not in self._policy_ids:
+                self._policy_ids[iface] = next(free)
+                counters.update(ctypes.c_uint32(self._policy_ids[iface]), zero)
+
+    def _write(self, c: _Compiled, gen: int) -> None:
+        bitmaps = self.maps[abi.MAP_FW_BITMAPS]
+        if bitmaps.lookup(ctypes.c_uint32(abi.FW_EMPTY_BITMAP)) is None:
+            bitmaps.update(ctypes.c_uint32(abi.FW_EMPTY_BITMAP), bytes(ctypes.sizeof(abi.FwBitmap)))
+        ids = list(c.bitmaps)
+        bitmaps.update_batch(struct.pack(f"<{len(ids)}I", *ids), b"".join(c.bitmaps[i] for i in ids), len(ids))
+        lpm = self.maps[abi.MAP_FW_LPM]
+        lpm.update_batch(
+            b"".join(k for k, _ in c.lpm), struct.pack(f"<{len(c.lpm)}I", *(v for _, v in c.lpm)), len(c.lpm)
+        )
+        ifp = self.maps[abi.MAP_FW_IFPROTO]
+        self._batch(ifp, c.ifproto)
+        ports = self.maps[abi.MAP_FW_PORTS]
+        for d in (0, 1):
+            base = (gen * 2 + d) * abi.FW_PORT_SLOTS
+            keys = struct.pack(f"<{abi.FW_PORT_SLOTS}I", *range(base, base + abi.FW_PORT_SLOTS))
+            ports.update_batch(keys, struct.pack(f"<{abi.FW_PORT_SLOTS}I", *c.ports[d]), abi.FW_PORT_SLOTS)
+        if c.rules:
+            n = len(c.rules)
+            keys = struct.pack(f"<{n}I", *range(gen * abi.FW_MAX_RULES, gen * abi.FW_MAX_RULES + n))
+            self.maps[abi.MAP_FW_RULES].update_batch(keys, b"".join(bytes(r) for r in c.rules), n)
+        self.maps[abi.MAP_FW_GENS].update(ctypes.c_uint32(gen), c.gen)
+
+    @staticmethod
+    def _batch(m: bpf.Map, items: list[tuple[bytes, int]]) -> None:
+        values = struct.pack(f"<{len(items)}I", *(v for _, v in items))
+        m.update_batch(b"".join(k for k, _ in items), values, len(items))
+
+    def _purge(self, gen: int) -> None:
+        """Remove a generation's hash and trie entries (arrays are overwritten)."""
+        lpm = self.maps[abi.MAP_FW_LPM]
+        for raw in list(lpm.raw_keys()):
+            if raw[4] == gen:
+                lpm.delete(abi.FwLpmKey.from_buffer_copy(raw))
+        ifp = self.maps[abi.MAP_FW_IFPROTO]
+        for raw in list(ifp.raw_keys()):
+            key = abi.FwIfprotoKey.from_buffer_copy(raw)
+            if key.gen == gen:
+                ifp.delete(key)
+        bitmaps = self.maps[abi.MAP_FW_BITMAPS]
+        lo, hi = gen * _GEN_BITMAPS, (gen + 1) * _GEN_BITMAPS
+        for raw in list(bitmaps.raw_keys()):
+            (bid,) = struct.unpack("<I", raw)
+            if lo <= bid < hi and bid != abi.FW_EMPTY_BITMAP:
+                bitmaps.delete(ctypes.c_uint32(bid))
+
+
+def _decode(r: abi.FwRule, names: dict[int, str], slots: dict[int, str]) -> Rule:
+    def addr(flag: abi.FwRuleFlag, raw: Any, plen: int, slot: int) -> str | None:
+        if r.flags & flag:
+            return f"@{slots.get(slot, f'slot{slot}')}"
+        return _net(r.family, raw, plen)
+
+    src = addr(abi.FwRuleFlag.SRC_SET, r.src, r.src_len, r.src_set)
+    dst = addr(abi.FwRuleFlag.DST_SET, r.dst, r.dst_len, r.dst_set)
+    sport = (r.sport_lo, r.sport_hi) if (r.sport_lo, r.sport_hi) != (0, 65535) else None
+    dport = (r.dport_lo, r.dport_hi) if (r.dport_lo, r.dport_hi) != (0, 65535) else None
+    return Rule(
+        action={v: k for k, v in ACTIONS.items()}[abi.FwAction(r.action)],
+        src=src,
+        dst=dst,
+        proto=r.proto if r.flags & abi.FwRuleFlag.PROTO else None,
+        sport=sport,
+        dport=dport,
+        iface=names.get(r.ifindex, f"ifindex:{r.ifindex}") if r.ifindex else None,
+        pps=r.pps,
+        bps=r.bps,
+        burst=r.burst_pkts,
+        burst_bytes=r.burst_bytes,
+        block_after=r.block_after,
+        block_seconds=r.block_ns / 1e9,
+        id=r.id,
+    )
+
+
+def _net(family: int, raw: Any, plen: int) -> str | None:
+    if plen == 0xFF:  # no prefix of this direction
+        return None
+    n = 4 if family == 4 else 16
+    return str(ipaddress.ip_network((bytes(raw[:n]), plen)))
+
+
+# -- the compiler: rules -> per-field bitmaps ----------------------------------
+
+
+def _bitmap_bytes(bits: int) -> bytes:
+    words = bits.to_bytes(abi.FW_WORDS * 8, "little")
+    summary = 0
+    mv = memoryview(words).cast("Q")
+    for w in range(abi.FW_WORDS):
+        if mv[w]:
+            summary |= 1 << w
+    return summary.to_bytes(abi.FW_SUMMARY_WORDS * 8, "little") + words
+
+
+class _Bitmaps:
+    def __init__(self, gen: int) -> None:
+        self.base = gen * _GEN_BITMAPS
+        self.ids: dict[int, int] = {}
+
+    def id(self, bits: int) -> int:
+        found = self.ids.get(bits)
+        if found is None:
+            found = self.base + len(self.ids)
+            if found >= self.base + _GEN_BITMAPS - 1:
+                raise UsageError("the rules need too many distinct lookup entries: fewer distinct prefixes or ports")
+            self.ids[bits] = found
+        return found
+
+
+def _compile(
+    rules: list[Rule],
+    policies: dict[str, str],
+    links: dict[str, int],
+    set_slots: dict[str, int],
+    gen: int,
+    policy_ids: dict[str, int],
+) -> _Compiled:
+    out = _Compiled()
+    bm = _Bitmaps(gen)
+    entries: list[Rule] = list(rules)
+    for iface, action in sorted(policies.items()):
+        if action == "drop":
+            entries.append(Rule(action="drop", iface=iface, id=policy_ids[iface]))
+    n = len(entries)
+    for pos, r in enumerate(entries):
+        out.rules.append(_encode(r, pos >= len(rules), links, set_slots))
+
+    # interface x protocol
+    wild_if = wild_p = 0
+    by_if: dict[int, int] = {}
+    by_p: dict[int, int] = {}
+    for pos, r in enumerate(entries):
+        bit = 1 << pos
+        if r.iface:
+            by_if[links[r.iface]] = by_if.get(links[r.iface], 0) | bit
+        else:
+            wild_if |= bit
+        if r.proto is not None:
+            by_p[r.proto] = by_p.get(r.proto, 0) | bit
+        else:
+            wild_p |= bit
+    for ifindex in [0, *by_if]:
+        for proto in [abi.FW_ANY_PROTO, *by_p]:
+            bits = (wild_if | by_if.get(ifindex, 0)) & (wild_p | by_p.get(proto, 0))
+            key = abi.FwIfprotoKey(gen=gen, ifindex=ifindex, proto=proto)
+            out.ifproto.append((bytes(key), bm.id(bits)))
+
+    # source and destination prefixes
+    for d, attr in ((0, "src"), (1, "dst")):
+        wild = 0
+        nets: dict[int, dict[tuple[int, int], int]] = {4: {}, 6: {}}  # family -> (net int, len) -> bits
+        for pos, r in enumerate(entries):
+            value = getattr(r, attr)
+            if not value or value.startswith("@"):
+                wild |= 1 << pos
+                continue
+            net = ipaddress.ip_network(value)
+            k = (int(net.network_address), net.prefixlen)
+            nets[net.version][k] = nets[net.version].get(k, 0) | (1 << pos)
+        for fam, bits_of in nets.items():
+            width = 32 if fam == 4 else 128
+            bits_of.setdefault((0, 0), 0)
+            lens = sorted({plen for _, plen in bits_of})
+            for (addr, plen), _ in bits_of.items():
+                covered = wild
+                for ln in lens:
+                    if ln > plen:
+                        break
+                    mask = ((1 << ln) - 1) << (width - ln) if ln else 0
+                    covered |= bits_of.get((addr & mask, ln), 0)
+                key = _LPM_KEY.pack(
+                    32 + plen, bytes((gen, d, fam, 0)), addr.to_bytes(width // 8, "big").ljust(16, b"\0")
+                )
+                out.lpm.append((key, bm.id(covered)))
+
+    # ports: elementary intervals of every range
+    for attr in ("sport", "dport"):
+        wild = 0
+        starts: dict[int, int] = {}
+        for pos, r in enumerate(entries):
+            rng = getattr(r, attr)
+            if rng is None:
+                wild |= 1 << pos
+                continue
+            starts[rng[0]] = starts.get(rng[0], 0) ^ (1 << pos)
+            starts[rng[1] + 1] = starts.get(rng[1] + 1, 0) ^ (1 << pos)
+        ids = [0] * abi.FW_PORT_SLOTS
+        active = 0
+        points = sorted(set(starts) | {0, 65536})
+        for a, b in zip(points, points[1:], strict=False):
+            active ^= starts.get(a, 0)
+            ids[a:b] = [bm.id(wild | active)] * (b - a)
+        ids[abi.FW_NOPORT] = bm.id(wild)
+        out.ports.append(ids)
+
+    # set references: the rules that need each (set, direction) to match
+    refs: dict[tuple[int, int], int] = {}
+    for pos, r in enumerate(entries):
+        for d, value in ((0, r.src), (1, r.dst)):
+            if value and value.startswith("@"):
+                k = (set_slots[value[1:]], d)
+                refs[k] = refs.get(k, 0) | (1 << pos)
+    if len(refs) > abi.FW_MAX_REFS:
+        raise UsageError(f"rules reference {len(refs)} (set, direction) pairs, at most {abi.FW_MAX_REFS}")
+    g = abi.FwGen(nrules=n, nrefs=len(refs), has_block=int(any(r.block_after for r in entries)))
+    for i, ((slot, d), bits) in enumerate(refs.items()):
+        g.ref_slot[i] = slot
+        g.ref_dir[i] = d
+        g.ref_need[i] = bm.id(bits)
+    out.gen = g
+    out.bitmaps = {i: _bitmap_bytes(bits) for bits, i in bm.ids.items()}
+    return out
+
+
+def _encode(r: Rule, policy: bool, links: dict[str, int], set_slots: dict[str, int]) -> abi.FwRule:
+    e = abi.FwRule(id=r.id, action=ACTIONS[r.action], family=r.family)
+    e.flags = abi.FwRuleFlag.POLICY if policy else 0
+    if r.proto is not None:
+        e.flags |= abi.FwRuleFlag.PROTO
+        e.proto = r.proto
+    for attr, flag in (("src", abi.FwRuleFlag.SRC_SET), ("dst", abi.FwRuleFlag.DST_SET)):
+        value = getattr(r, attr)
+        if value and value.startswith("@"):
+            e.flags |= flag
+            setattr(e, f"{attr}_set", set_slots[value[1:]])
+            setattr(e, f"{attr}_len", 0xFF)
+        elif value:
+            net = ipaddress.ip_network(value)
+            getattr(e, attr)[: len(net.network_address.packed)] = list(net.network_address.packed)
+            setattr(e, f"{attr}_len", net.prefixlen)
+        else:
+            setattr(e, f"{attr}_len", 0xFF)
+    e.sport_lo, e.sport_hi = r.sport or (0, 65535)
+    e.dport_lo, e.dport_hi = r.dport or (0, 65535)
+    e.ifindex = links[r.iface] if r.iface else 0
+    if r.action == "limit":
+        e.pps, e.bps = r.pps, r.bps
+        e.burst_pkts = r.burst or r.pps
+        e.burst_bytes = r.burst_bytes or r.bps
+        if r.pps:
+            e.pkt_ns = 10**9 // r.pps
+            e.pkt_tau = e.burst_pkts * e.pkt_ns
+        if r.bps:
+            e.byte_tau = e.burst_bytes * 10**9 // r.bps
+        e.block_after = r.block_after
+        e.block_ns = int(r.block_seconds * 1e9)
+    return e

@@ -1,0 +1,109 @@
+"""The rate limiter's arithmetic through BPF_PROG_RUN: per-source states
+written into the LRU map with chosen timestamps (the program reads
+bpf_ktime_get_ns(), CLOCK_MONOTONIC), so token counts, refill, burst and
+block expiry are exact. Rates of 1 per second make the microseconds between
+writing a state and running the program irrelevant."""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import time
+from typing import Any
+
+from scapy.layers.inet import IP, UDP
+
+from xdprouter import abi
+from xdprouter.abi import Reason
+from xdprouter.firewall import Firewall, Rule
+
+from .conftest import FwLab
+
+SEC = 10**9
+
+
+def now() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def limit(fl: FwLab, **kw: Any) -> Rule:
+    rule = Rule.parse(action="limit", proto="udp", **kw)
+    fl.fw(lambda f: f.add(rule))
+    return rule
+
+
+def reasons(fl: FwLab, n: int, frame: bytes | None = None) -> list[Reason | None]:
+    frame = frame or fl.frame()
+    return [fl.run(frame).reason for _ in range(n)]
+
+
+def _maps(fl: FwLab, name: str, fn: Any) -> None:
+    def inner(f: Firewall) -> None:
+        with f._open() as st:
+            fn(st.maps[name])
+
+    fl.fw(inner)
+
+
+def set_state(fl: FwLab, rule: Rule, tat_pkt: int = 0, tat_byte: int = 0, src: str = "10.1.0.2") -> None:
+    key = abi.FwLimitKey(rule_id=rule.id, family=4)
+    key.addr[:4] = list(socket.inet_aton(src))
+    st = abi.FwLimitState(tat_pkt=tat_pkt, tat_byte=tat_byte, window_start=now())
+    _maps(fl, abi.MAP_FW_LIMITS, lambda m: m.update(key, st))
+
+
+F, R = Reason.FORWARD, Reason.FW_RATE_LIMIT
+
+
+def test_new_source_gets_a_full_bucket_of_burst_packets(fl: FwLab) -> None:
+    limit(fl, pps=1, burst=3)
+    assert reasons(fl, 5) == [F, F, F, R, R]
+
+
+def test_token_arithmetic_from_a_written_state(fl: FwLab) -> None:
+    rule = limit(fl, pps=1, burst=3)
+    set_state(fl, rule, tat_pkt=now() + 3 * SEC)  # empty bucket
+    assert reasons(fl, 1) == [R]
+    set_state(fl, rule, tat_pkt=now() + 3 * SEC // 2)  # 1.5 tokens left
+    assert reasons(fl, 2) == [F, R]
+
+
+def test_refill_is_capped_at_the_burst(fl: FwLab) -> None:
+    rule = limit(fl, pps=1, burst=2)
+    set_state(fl, rule, tat_pkt=1)  # idle since boot: a full bucket, not millions of tokens
+    assert reasons(fl, 3) == [F, F, R]
+    set_state(fl, rule, tat_pkt=now() + SEC // 2)  # half a second later: 1.5 tokens
+    assert reasons(fl, 2) == [F, R]
+
+
+def test_byte_bucket(fl: FwLab) -> None:
+    frame = fl.frame()
+    limit(fl, bps=len(frame), burst_bytes=2 * len(frame))
+    assert reasons(fl, 3, frame) == [F, F, R]
+
+
+def test_limits_are_per_source(fl: FwLab) -> None:
+    limit(fl, pps=1, burst=1)
+    assert reasons(fl, 2) == [F, R]
+    assert reasons(fl, 1, fl.frame(IP(src="10.1.0.9", dst="10.2.0.2"), UDP())) == [F]
+
+
+def test_repeat_offenders_are_blocked_and_the_block_expires(fl: FwLab) -> None:
+    rule = limit(fl, pps=1, burst=1, block_after=2, block_seconds=60)
+    assert reasons(fl, 4) == [F, R, R, Reason.FW_BLOCKED]
+    blocked = fl.fw(lambda f: f.blocked())
+    assert [b["source"] for b in blocked] == ["10.1.0.2"] and 59 < blocked[0]["seconds_left"] <= 60  # type: ignore[index]
+    # every frame of a blocked source is dropped, not only what the rule matches
+    assert fl.run(fl.frame(l4=IP(proto=6)[0].payload or None)).reason == Reason.FW_BLOCKED
+    key = abi.FwBlockKey(family=4)
+    key.addr[:4] = list(socket.inet_aton("10.1.0.2"))
+    _maps(fl, abi.MAP_FW_BLOCKED, lambda m: m.update(key, abi.FwBlock(until=now() - 1, rule_id=rule.id)))
+    set_state(fl, rule, tat_pkt=now() - SEC)
+    assert reasons(fl, 1) == [F]  # expired: back to the bucket
+
+
+def test_in_profile_traffic_goes_on_to_later_rules(fl: FwLab) -> None:
+    limit(fl, pps=1, burst=1)
+    fl.fw(lambda f: f.add(Rule.parse(action="drop", dport="53")))
+    assert reasons(fl, 2) == [Reason.FW_DROP, R]
+    assert ctypes.sizeof(abi.FwLimitState) == 32

@@ -9,15 +9,26 @@
 #include <bpf/bpf_helpers.h>
 #include "abi.h"
 
-/* Attached interfaces: ifindex -> MAC, sysctl snapshot and stats slot.
- * Written by the control plane at attach, read once per frame.
+/* Attached interfaces: ifindex -> MAC, sysctl snapshot and stats slot
+ * (slot 0: not attached). Written by the control plane at attach, read once
+ * per frame: an array, so the verifier inlines the lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IFACE_ARRAY_SIZE);
+	__type(key, __u32);
+	__type(value, struct iface_config);
+} xdpr_ifaces SEC(".maps");
+
+/* The same for the rare ifindex >= IFACE_ARRAY_SIZE (long-lived namespaces
+ * that created many interfaces).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_IFACES);
 	__type(key, __u32);
 	__type(value, struct iface_config);
-} xdpr_ifaces SEC(".maps");
+} xdpr_ifaces_hi SEC(".maps");
 
 /* Egress ports for XDP_REDIRECT: ifindex -> ifindex. Every attached
  * interface, so any of them can be a next hop's device.
@@ -39,13 +50,13 @@ struct {
 
 /* The namespace's own IPv4 addresses: Linux drops a frame from outside that
  * claims one of them as its source (a martian), so the fast path must not
- * forward it.
+ * forward it. An open-addressing table (see ipv4_is_local()), 0 = empty.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_LOCAL_ADDRS);
-	__type(key, __be32);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOCAL4_SLOTS);
+	__type(key, __u32);
+	__type(value, __be32);
 } xdpr_local4 SEC(".maps");
 
 /* -- the firewall (bpf/include/firewall.h) ------------------------------ */

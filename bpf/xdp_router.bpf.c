@@ -196,6 +196,25 @@ static __always_inline int forward(struct xdp_md *ctx,
 	return REASON_FORWARD;
 }
 
+/* Is addr one of ours? The control plane puts each address at its home slot
+ * or one of the next LOCAL4_PROBES - 1; an empty slot ends the search.
+ */
+static __always_inline bool ipv4_is_local(__be32 addr)
+{
+	__u32 home = (bpf_ntohl(addr) * LOCAL4_MULT) >> (32 - LOCAL4_BITS);
+
+	for (__u32 i = 0; i < LOCAL4_PROBES; i++) {
+		__u32 key = (home + i) & (LOCAL4_SLOTS - 1);
+		__be32 *slot = bpf_map_lookup_elem(&xdpr_local4, &key);
+
+		if (!slot || !*slot)
+			return false;
+		if (*slot == addr)
+			return true;
+	}
+	return false;
+}
+
 /* fib_validate_source(), in the form the kernel uses for this interface.
  *
  * Quick form (no rp_filter, no policy rules, no custom local routes): only a
@@ -217,8 +236,7 @@ static __always_inline int ipv4_source_reason(struct xdp_md *ctx,
 	int rc;
 
 	if (!(cfg->flags & IFACE_SOURCE_CHECK_FULL))
-		return bpf_map_lookup_elem(&xdpr_local4, &iph->saddr) ?
-			REASON_MARTIAN_SRC : -1;
+		return ipv4_is_local(iph->saddr) ? REASON_MARTIAN_SRC : -1;
 
 	rev.family = AF_INET;
 	rev.tos = iph->tos;
@@ -436,6 +454,16 @@ static __always_inline int route_frame(struct xdp_md *ctx,
 	return route_ipv6(ctx, cfg, &c);
 }
 
+static __always_inline const struct iface_config *iface_config(__u32 ifindex)
+{
+	const struct iface_config *cfg;
+
+	if (ifindex >= IFACE_ARRAY_SIZE)
+		return bpf_map_lookup_elem(&xdpr_ifaces_hi, &ifindex);
+	cfg = bpf_map_lookup_elem(&xdpr_ifaces, &ifindex);
+	return cfg && cfg->slot ? cfg : NULL;
+}
+
 SEC("xdp")
 int xdp_router(struct xdp_md *ctx)
 {
@@ -443,7 +471,7 @@ int xdp_router(struct xdp_md *ctx)
 	__u64 bytes = ctx->data_end - ctx->data;
 	const struct iface_config *cfg;
 
-	cfg = bpf_map_lookup_elem(&xdpr_ifaces, &ifindex);
+	cfg = iface_config(ifindex);
 	if (!cfg)
 		return record(UNCONFIGURED_SLOT, REASON_IFACE_UNCONFIGURED, bytes);
 	return record(cfg->slot, route_frame(ctx, cfg), bytes);

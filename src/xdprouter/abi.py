@@ -97,7 +97,8 @@ class IfaceFlag(enum.IntFlag):
 
 
 class IfaceConfig(ctypes.Structure):
-    """Value of the ``xdpr_ifaces`` map, keyed by ifindex."""
+    """Value of the ``xdpr_ifaces`` array (by ifindex) and ``xdpr_ifaces_hi``
+    hash (ifindex >= IFACE_ARRAY_SIZE); slot 0 means not attached."""
 
     _fields_ = [
         ("mac", ctypes.c_uint8 * 6),
@@ -270,10 +271,29 @@ class FwState(ctypes.Structure):
 # Names of the BPF objects, shared with the C source.
 PROG_NAME = "xdp_router"
 MAP_IFACES = "xdpr_ifaces"
+MAP_IFACES_HI = "xdpr_ifaces_hi"
 MAP_TX_PORTS = "xdpr_tx_ports"
 MAP_STATS = "xdpr_stats"
 MAP_LOCAL4 = "xdpr_local4"
-MAX_LOCAL_ADDRS = 4096
+ROUTER_MAPS = (MAP_IFACES, MAP_IFACES_HI, MAP_TX_PORTS, MAP_STATS, MAP_LOCAL4)
+
+# Interfaces are looked up in an array indexed by ifindex (inlined by the
+# verifier, no hashing); the rare larger ifindex goes to a hash.
+IFACE_ARRAY_SIZE = 4096
+
+# The namespace's IPv4 addresses, in an array used as an open-addressing
+# table: address a lives at slot local4_slot(a) or one of the next
+# LOCAL4_PROBES - 1 (an inlined array lookup instead of a hash map's).
+LOCAL4_BITS = 10
+LOCAL4_SLOTS = 1 << LOCAL4_BITS
+LOCAL4_PROBES = 8
+LOCAL4_MULT = 0x9E3779B1  # Fibonacci hashing
+
+
+def local4_slot(addr: int) -> int:
+    """The home slot of an IPv4 address (host byte order), as the C side computes it."""
+    return ((addr * LOCAL4_MULT) & 0xFFFFFFFF) >> (32 - LOCAL4_BITS)
+
 MAP_FW_STATE = "xdpr_fw_state"
 MAP_FW_GENS = "xdpr_fw_gens"
 MAP_FW_RULES = "xdpr_fw_rules"
@@ -342,7 +362,9 @@ def c_header() -> str:
     out += [f"\tREASON_MAX = {REASON_MAX},", "};", "", "enum iface_flag {"]
     out += [f"\tIFACE_{f.name} = {f.value}," for f in IfaceFlag]
     out += ["};", "", f"#define MAX_IFACES {MAX_IFACES}", f"#define UNCONFIGURED_SLOT {UNCONFIGURED_SLOT}"]
-    out += [f"#define MAX_LOCAL_ADDRS {MAX_LOCAL_ADDRS}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}", ""]
+    out += [f"#define IFACE_ARRAY_SIZE {IFACE_ARRAY_SIZE}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}"]
+    out += [f"#define LOCAL4_{k} {v}" for k, v in (("BITS", LOCAL4_BITS), ("SLOTS", LOCAL4_SLOTS))]
+    out += [f"#define LOCAL4_PROBES {LOCAL4_PROBES}", f"#define LOCAL4_MULT {LOCAL4_MULT:#x}u", ""]
     for name in (
         "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "
         "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP"

@@ -51,8 +51,8 @@ def main() -> int:
                 t = lab.tcp_transfer(src, dst, 8 * MB, ipv6=ipv6)
                 fam = "IPv6" if ipv6 else "IPv4"
                 verdict = "intact" if t.intact else "CORRUPTED OR SHORT"
-                rate = t.received * 8 / t.seconds / 1e6 if t.seconds else 0.0
-                print(f"  {fam} {src.ns} -> {dst.ns}: {t.received / MB:.0f} MB {verdict}, {rate:.0f} Mbit/s")
+                rate = t.received_bytes * 8 / t.seconds / 1e6 if t.seconds else 0.0
+                print(f"  {fam} {src.ns} -> {dst.ns}: {t.received_bytes / MB:.0f} MB {verdict}, {rate:.0f} Mbit/s")
                 if not t.intact:
                     print("demo failed: the transfer was not intact", file=sys.stderr)
                     return 1

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -56,17 +56,74 @@ class Host:
     gw6: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class Transfer:
-    sent: int
-    received: int
+    """A TCP transfer checked end to end."""
+
+    size: int
     sent_sha256: str
-    received_sha256: str
-    seconds: float
+    received_sha256: str = ""
+    received_bytes: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
-        return self.sent == self.received and self.sent_sha256 == self.received_sha256
+        return not self.errors and self.received_bytes == self.size and self.received_sha256 == self.sent_sha256
+
+
+def tcp_transfer(
+    src_ns: str, dst_ns: str, dst_addr: str, size: int = 4 << 20, port: int = 5201, timeout: float = 30.0
+) -> Transfer:
+    """Send ``size`` random bytes over TCP from ``src_ns`` to ``dst_addr`` in
+    ``dst_ns``; the receiver hashes what arrives. Sockets are created inside
+    the namespaces and used from threads (a socket stays in its namespace)."""
+    family = socket.AF_INET6 if ":" in dst_addr else socket.AF_INET
+    payload = os.urandom(size)
+    result = Transfer(size=size, sent_sha256=hashlib.sha256(payload).hexdigest())
+    with netns(dst_ns):
+        listener = socket.socket(family, socket.SOCK_STREAM)
+    with netns(src_ns):
+        sender = socket.socket(family, socket.SOCK_STREAM)
+    start = time.monotonic()
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((dst_addr, port))
+        listener.listen(1)
+        listener.settimeout(timeout)
+        sender.settimeout(timeout)
+
+        def receive() -> None:
+            try:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(timeout)
+                    digest, count = hashlib.sha256(), 0
+                    while chunk := conn.recv(1 << 16):
+                        digest.update(chunk)
+                        count += len(chunk)
+                result.received_sha256, result.received_bytes = digest.hexdigest(), count
+            except OSError as e:
+                result.errors.append(f"receiver: {e!r}")
+
+        receiver = threading.Thread(target=receive, daemon=True)
+        receiver.start()
+        try:
+            sender.connect((dst_addr, port))
+            sender.sendall(payload)
+            sender.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            result.errors.append(f"sender: {e!r}")
+        finally:
+            sender.close()
+        receiver.join(timeout + 5)
+        if receiver.is_alive():
+            result.errors.append("receiver did not finish")
+    finally:
+        sender.close()
+        listener.close()
+    result.seconds = time.monotonic() - start
+    return result
 
 
 class Lab:
@@ -144,46 +201,7 @@ class Lab:
 
     def tcp_transfer(self, src: Host, dst: Host, nbytes: int, *, ipv6: bool = False, port: int = 5201) -> Transfer:
         """Send ``nbytes`` of TCP from ``src`` to ``dst``; hashes taken on both ends."""
-        family = socket.AF_INET6 if ipv6 else socket.AF_INET
-        addr = dst.ip6 if ipv6 else dst.ip4
-        with netns(dst.ns):
-            server = socket.socket(family, socket.SOCK_STREAM)
-        with netns(src.ns):
-            client = socket.socket(family, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((addr, port))
-        server.listen(1)
-        server.settimeout(30)
-        client.settimeout(30)
-        received = hashlib.sha256()
-        got = [0]
-
-        def receive() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.settimeout(30)
-                while chunk := conn.recv(1 << 16):
-                    received.update(chunk)
-                    got[0] += len(chunk)
-
-        receiver = threading.Thread(target=receive)
-        receiver.start()
-        sent = hashlib.sha256()
-        start = time.monotonic()
-        try:
-            client.connect((addr, port))
-            block = os.urandom(1 << 16)
-            left = nbytes
-            while left > 0:
-                chunk = block[: min(left, len(block))]
-                client.sendall(chunk)
-                sent.update(chunk)
-                left -= len(chunk)
-        finally:
-            client.close()
-            receiver.join(60)
-            server.close()
-        return Transfer(nbytes, got[0], sent.hexdigest(), received.hexdigest(), time.monotonic() - start)
+        return tcp_transfer(src.ns, dst.ns, dst.ip6 if ipv6 else dst.ip4, nbytes, port)
 
     def close(self) -> None:
         for ns in self.namespaces:

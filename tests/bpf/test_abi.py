@@ -86,10 +86,11 @@ def test_stats_have_one_counter_per_reason(btf: dict[int, BtfType]) -> None:
 
 
 MAPS = [
-    pytest.param(abi.MAP_IFACES, "iface_config", abi.MAX_IFACES, id="ifaces"),
+    pytest.param(abi.MAP_IFACES, "iface_config", abi.IFACE_ARRAY_SIZE, id="ifaces"),
+    pytest.param(abi.MAP_IFACES_HI, "iface_config", abi.MAX_IFACES, id="ifaces_hi"),
     pytest.param(abi.MAP_STATS, "iface_stats", abi.MAX_IFACES, id="stats"),
     pytest.param(abi.MAP_TX_PORTS, None, abi.MAX_IFACES, id="tx_ports"),
-    pytest.param(abi.MAP_LOCAL4, None, abi.MAX_LOCAL_ADDRS, id="local4"),
+    pytest.param(abi.MAP_LOCAL4, None, abi.LOCAL4_SLOTS, id="local4"),
 ]
 
 

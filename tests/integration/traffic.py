@@ -7,17 +7,16 @@ ordinary threads: a socket stays in the namespace it was created in.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from xdprouter.lab import Lab, netns
+from xdprouter.lab import Lab, Transfer, netns, tcp_transfer
+
+__all__ = ["Transfer", "tcp_transfer"]
 
 VERDICTS = ("forwarded", "tx", "passed", "dropped", "aborted")
 # Linux values (<linux/in.h>, <asm-generic/socket.h>); Python 3.11 lacks the names
@@ -141,79 +140,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: fl
 # -- TCP ----------------------------------------------------------------------
 
 
-@dataclass
-class Transfer:
-    size: int
-    sent_sha256: str
-    received_sha256: str = ""
-    received_bytes: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def intact(self) -> bool:
-        return not self.errors and self.received_bytes == self.size and self.received_sha256 == self.sent_sha256
+# -- UDP ----------------------------------------------------------------------
 
 
 def _family(addr: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
-
-
-def tcp_transfer(
-    src_ns: str, dst_ns: str, dst_addr: str, size: int = 4 << 20, port: int = 5201, timeout: float = 30.0
-) -> Transfer:
-    """Send ``size`` random bytes over TCP from ``src_ns`` to ``dst_addr`` in ``dst_ns``.
-
-    The receiver hashes what arrives; compare with ``sent_sha256``.
-    """
-    family = _family(dst_addr)
-    payload = os.urandom(size)
-    result = Transfer(size=size, sent_sha256=hashlib.sha256(payload).hexdigest())
-    with netns(dst_ns):
-        listener = socket.socket(family, socket.SOCK_STREAM)
-    with netns(src_ns):
-        sender = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((dst_addr, port))
-        listener.listen(1)
-        listener.settimeout(timeout)
-        sender.settimeout(timeout)
-
-        def receive() -> None:
-            try:
-                conn, _ = listener.accept()
-                with conn:
-                    conn.settimeout(timeout)
-                    h = hashlib.sha256()
-                    n = 0
-                    while chunk := conn.recv(1 << 16):
-                        h.update(chunk)
-                        n += len(chunk)
-                result.received_sha256 = h.hexdigest()
-                result.received_bytes = n
-            except OSError as e:
-                result.errors.append(f"receiver: {e!r}")
-
-        rx = threading.Thread(target=receive, daemon=True)
-        rx.start()
-        try:
-            sender.connect((dst_addr, port))
-            sender.sendall(payload)
-            sender.shutdown(socket.SHUT_WR)
-        except OSError as e:
-            result.errors.append(f"sender: {e!r}")
-        finally:
-            sender.close()
-        rx.join(timeout + 5)
-        if rx.is_alive():
-            result.errors.append("receiver did not finish")
-    finally:
-        sender.close()
-        listener.close()
-    return result
-
-
-# -- UDP ----------------------------------------------------------------------
 
 
 def udp_socket(ns: str, addr: str, port: int = 0) -> socket.socket:

@@ -4,7 +4,8 @@
  * xdp_gen runs under BPF_PROG_RUN in live-frames mode on a sending host:
  * frames are recycled unreset (the router rewrote MACs and TTL in the same
  * page), so every run writes the whole header again from a template, then
- * varies ports and addresses to make many flows.
+ * varies source ports, destination and source addresses to make many flows
+ * (the UDP checksum is left as the template has it).
  *
  * xdp_sink is attached to the receiving host: it counts and drops.
  */
@@ -46,17 +47,26 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
-static __always_inline void ipv4_set_dst(struct iphdr *iph, __u32 offset)
+/* Add offsets to the source and destination, and recompute the checksum. */
+static __always_inline void ipv4_vary(struct iphdr *iph, __u32 src_off,
+				      __u32 dst_off)
 {
 	const __u16 *w = (const __u16 *)iph;
 	__u32 sum = 0;
 
-	iph->daddr = bpf_htonl(bpf_ntohl(iph->daddr) + offset);
+	iph->saddr = bpf_htonl(bpf_ntohl(iph->saddr) + src_off);
+	iph->daddr = bpf_htonl(bpf_ntohl(iph->daddr) + dst_off);
 	iph->check = 0;
 #pragma unroll
 	for (int i = 0; i < (int)(sizeof(*iph) / 2); i++)
 		sum += w[i];
 	iph->check = csum_fold(sum);
+}
+
+/* Offset of frame i's address in a cycle of n, in steps of 1 << shift. */
+static __always_inline __u32 gen_offset(__u32 i, __u32 n, __u32 shift)
+{
+	return n > 1 ? (i % n) << shift : 0;
 }
 
 #define GEN_V4_HDR (ETH_HLEN + sizeof(struct iphdr) + sizeof(struct udphdr))
@@ -71,8 +81,9 @@ static __always_inline int gen_ipv4(void *data, void *data_end,
 	if ((void *)(udp + 1) > data_end)
 		return XDP_ABORTED;
 	__builtin_memcpy(data, cfg->header, GEN_V4_HDR);
-	if (cfg->dsts > 1)
-		ipv4_set_dst(iph, (i % cfg->dsts) << cfg->dst_shift);
+	if (cfg->dsts > 1 || cfg->srcs > 1)
+		ipv4_vary(iph, gen_offset(i, cfg->srcs, cfg->src_shift),
+			  gen_offset(i, cfg->dsts, cfg->dst_shift));
 	if (cfg->flows > 1)
 		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
 	return XDP_TX;
@@ -84,13 +95,17 @@ static __always_inline int gen_ipv6(void *data, void *data_end,
 	struct ipv6hdr *ip6h = data + ETH_HLEN;
 	struct udphdr *udp = (void *)(ip6h + 1);
 	__u32 *dst = &ip6h->daddr.in6_u.u6_addr32[3];
+	__u32 *src = &ip6h->saddr.in6_u.u6_addr32[3];
 
 	if ((void *)(udp + 1) > data_end)
 		return XDP_ABORTED;
 	__builtin_memcpy(data, cfg->header, GEN_V6_HDR);
 	if (cfg->dsts > 1)
 		*dst = bpf_htonl(bpf_ntohl(*dst) +
-				 ((i % cfg->dsts) << cfg->dst_shift));
+				 gen_offset(i, cfg->dsts, cfg->dst_shift));
+	if (cfg->srcs > 1)
+		*src = bpf_htonl(bpf_ntohl(*src) +
+				 gen_offset(i, cfg->srcs, cfg->src_shift));
 	if (cfg->flows > 1)
 		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
 	return XDP_TX;

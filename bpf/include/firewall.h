@@ -9,8 +9,11 @@
  * array). Rules that reference a prefix set are taken out again when the
  * set's trie does not hold the address. The AND of the bitmaps is the set of
  * matching rules, and its lowest bit the first match. A summary word (one bit
- * per non-zero bitmap word) skips empty words, so a frame that matches no
- * rule usually costs the lookups and four ANDs, whatever the number of rules.
+ * per non-zero bitmap word) skips empty words, and an anchor summary (one bit
+ * per word holding a rule anchored on the field: each rule is anchored on one
+ * field it names) skips words where only wildcards matched, so a frame that
+ * matches no rule usually costs the lookups and a few ANDs, whatever the
+ * number of rules.
  *
  * Order: position 0 first. An allow or drop rule ends the search; a limit
  * rule drops what is over its bucket and lets the rest go on to the next
@@ -301,7 +304,7 @@ __noinline int fw_apply(const struct fw_pkt *p, __u32 pos, __u64 now)
 		return (r->flags & FW_RULE_POLICY) ? REASON_FW_POLICY_DROP :
 						     REASON_FW_DROP;
 	case FW_LIMIT:
-		reason = fw_limit(r, p, now);
+		reason = fw_limit(r, p, now ? now : bpf_ktime_get_ns());
 		return reason >= 0 ? reason : -2;
 	default:
 		return -2;
@@ -362,9 +365,14 @@ static __noinline int fw_classify(struct fw_pkt *p)
 
 	if (!g)
 		return -1;
-	s.now = bpf_ktime_get_ns();
-	if (g->has_block && fw_blocked(p, s.now))
-		return REASON_FW_BLOCKED;
+	/* the clock is read only where it is needed: blocks here, limit rules
+	 * when one matches (a clock read is not cheap in a VM)
+	 */
+	if (g->has_block) {
+		s.now = bpf_ktime_get_ns();
+		if (fw_blocked(p, s.now))
+			return REASON_FW_BLOCKED;
+	}
 	m->f[0] = fw_ifproto_bitmap(p);
 	m->f[1] = fw_addr_bitmap(p, FW_SRC);
 	m->f[2] = fw_addr_bitmap(p, FW_DST);
@@ -372,11 +380,19 @@ static __noinline int fw_classify(struct fw_pkt *p)
 	m->f[4] = fw_port_bitmap(p, FW_DST, p->dport);
 	if (!m->f[0] || !m->f[1] || !m->f[2] || !m->f[3] || !m->f[4])
 		return -1;	/* a generation being torn down: none match */
+	/* A word can hold a match only if every field has it, and if some
+	 * field holds a rule anchored there: each rule is anchored on one field
+	 * it names, so wildcards alone (a source no rule names, a port no rule
+	 * names) do not make every word a candidate.
+	 */
 #pragma unroll
 	for (int i = 0; i < FW_SUMMARY_WORDS; i++)
 		s.sum[i] = m->f[0]->summary[i] & m->f[1]->summary[i] &
 			   m->f[2]->summary[i] & m->f[3]->summary[i] &
-			   m->f[4]->summary[i];
+			   m->f[4]->summary[i] &
+			   (m->f[0]->anchor[i] | m->f[1]->anchor[i] |
+			    m->f[2]->anchor[i] | m->f[3]->anchor[i] |
+			    m->f[4]->anchor[i]);
 	if (!(s.sum[0] | s.sum[1] | s.sum[2] | s.sum[3]))
 		return -1;	/* the usual case for traffic no rule names */
 	/* Rules on a set the address is not in are taken out; every pointer

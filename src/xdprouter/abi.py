@@ -129,6 +129,8 @@ class GenConfig(ctypes.Structure):
         ("dsts", ctypes.c_uint32),  # distinct destination addresses (1: fixed)
         ("dst_shift", ctypes.c_uint32),  # destination i is the frame's + (i << dst_shift)
         ("ipv6", ctypes.c_uint32),
+        ("srcs", ctypes.c_uint32),  # distinct source addresses (0 or 1: fixed)
+        ("src_shift", ctypes.c_uint32),  # source i is the frame's + (i << src_shift)
     ]
 
 
@@ -213,9 +215,15 @@ class FwRule(ctypes.Structure):
 
 
 class FwBitmap(ctypes.Structure):
-    """``xdpr_fw_bitmaps``: a set of rule positions, and which words are non-zero."""
+    """``xdpr_fw_bitmaps``: a set of rule positions, which words are non-zero,
+    and which words hold a rule *anchored* on this bitmap's field (firewall.py
+    ``_anchors``: every rule is anchored on one field it constrains)."""
 
-    _fields_ = [("summary", ctypes.c_uint64 * FW_SUMMARY_WORDS), ("words", ctypes.c_uint64 * FW_WORDS)]
+    _fields_ = [
+        ("summary", ctypes.c_uint64 * FW_SUMMARY_WORDS),
+        ("anchor", ctypes.c_uint64 * FW_SUMMARY_WORDS),
+        ("words", ctypes.c_uint64 * FW_WORDS),
+    ]
 
 
 class FwLpmKey(ctypes.Structure):
@@ -293,6 +301,7 @@ LOCAL4_MULT = 0x9E3779B1  # Fibonacci hashing
 def local4_slot(addr: int) -> int:
     """The home slot of an IPv4 address (host byte order), as the C side computes it."""
     return ((addr * LOCAL4_MULT) & 0xFFFFFFFF) >> (32 - LOCAL4_BITS)
+
 
 MAP_FW_STATE = "xdpr_fw_state"
 MAP_FW_GENS = "xdpr_fw_gens"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import bpf
+from . import bpf, fwbench
 from .lab import Lab, netns, sh
 from .router import Router
 from .traffic import Traffic
@@ -104,6 +104,7 @@ class Report:
     table_routes: int
     table_load_seconds: float
     notes: list[str]
+    firewall: fwbench.FirewallReport | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -114,6 +115,7 @@ class Report:
             "table_routes": self.table_routes,
             "table_load_seconds": self.table_load_seconds,
             "notes": self.notes,
+            "firewall": self.firewall.as_dict() if self.firewall else None,
         }
 
 
@@ -312,11 +314,13 @@ def run(
     reps: int = 3,
     table_routes: int = 800_000,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    firewall: tuple[int, int] | None = None,
 ) -> Report:
+    """``firewall``: also the firewall part (fwbench.py), with (rules, set prefixes)."""
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {0})  # one core generates; the NAPI work follows it
     try:
-        return _run(frames, reps, table_routes, log)
+        return _run(frames, reps, table_routes, log, firewall)
     finally:
         os.sched_setaffinity(0, cpus)
 
@@ -333,12 +337,13 @@ def _bpf_stats() -> Iterator[None]:
         path.write_text(before)
 
 
-def _run(frames: int, reps: int, table_routes: int, log: Callable[[str], None]) -> Report:
+def _run(
+    frames: int, reps: int, table_routes: int, log: Callable[[str], None], firewall: tuple[int, int] | None = None
+) -> Report:
     results: dict[tuple[str, str], list[Measurement]] = {}
     notes = [
         "frames are generated on CPU 0 by BPF_PROG_RUN live frames; veth NAPI runs on the sending CPU, "
         "so each rate is one core's worth of generator + router + sink work",
-        "firewall case: not measured, the firewall (issue 3) is not built yet",
     ]
     cases = default_cases(table_routes)
     with Lab("xdprbench") as lab, Traffic() as traffic:
@@ -352,6 +357,7 @@ def _run(frames: int, reps: int, table_routes: int, log: Callable[[str], None]) 
             table_seconds = bench.load_table(table_routes)
             log(f"  loaded in {table_seconds:.1f} s")
             bench.run_cases([c for c in cases if c.table], results)
+        fw_report = fwbench.run_firewall(bench, *firewall, log=log) if firewall else None
         log("program cost per verdict path (BPF_PROG_RUN, repeat)...")
         program_ns = bench.program_costs()
         instructions = bench.instructions()
@@ -380,7 +386,7 @@ def _run(frames: int, reps: int, table_routes: int, log: Callable[[str], None]) 
             "reference/linux": round(ref / lin, 3) if lin else 0.0,
             "xdprouter/reference": round(xdp / ref, 3) if ref else 0.0,
         }
-    return Report(summary, ratios, program_ns, instructions, table_routes, round(table_seconds, 1), notes)
+    return Report(summary, ratios, program_ns, instructions, table_routes, round(table_seconds, 1), notes, fw_report)
 
 
 def table(report: Report) -> str:
@@ -410,6 +416,8 @@ def table(report: Report) -> str:
     lines.append("instructions (verified / translated):")
     lines += [f"  {name:<12} {v['verified']:>6} / {v['xlated']}" for name, v in report.instructions.items()]
     lines += [f"note: {n}" for n in report.notes]
+    if report.firewall:
+        lines += ["", fwbench.table(report.firewall)]
     return "\n".join(lines)
 
 
@@ -436,8 +444,22 @@ def plot(report: Report, path: str) -> None:
     plt.close(fig)
 
 
-def main_bench(json_out: bool, plot_path: str | None, frames: int, reps: int, table_routes: int) -> int:
-    report = run(frames=frames, reps=reps, table_routes=table_routes)
+def main_bench(
+    json_out: bool,
+    plot_path: str | None,
+    frames: int,
+    reps: int,
+    table_routes: int,
+    firewall: tuple[int, int] | None = None,
+    firewall_only: bool = False,
+) -> int:
+    """``firewall``: (rules, set prefixes) of the firewall part; ``firewall_only``: nothing else."""
+    if firewall_only:
+        rules, prefixes = firewall or (10_000, 1_000_000)
+        fw = fwbench.run(frames=frames, reps=reps, rules=rules, set_prefixes=prefixes)
+        print(json.dumps(fw.as_dict(), indent=2) if json_out else fwbench.table(fw))
+        return 0
+    report = run(frames=frames, reps=reps, table_routes=table_routes, firewall=firewall)
     if plot_path:
         Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
         plot(report, plot_path)

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=1_000_000, help="frames per measurement (64-byte cases)")
     b.add_argument("--reps", type=int, default=3, help="measurements per case and configuration")
     b.add_argument("--routes", type=int, default=800_000, help="routes in the full-table case (0: skip it)")
+    b.add_argument(
+        "--firewall", action="store_true", help="also the firewall: drop rate vs nftables, forwarding with rules"
+    )
+    b.add_argument("--firewall-only", action="store_true", help="only the firewall part")
+    b.add_argument("--fw-rules", type=int, default=10_000, help="rules in the firewall forwarding case")
+    b.add_argument("--fw-prefixes", type=int, default=1_000_000, help="prefixes in its set (0: no set)")
     _firewall_parser(sub)
     return p
 
@@ -208,7 +214,8 @@ def _stats(router: Router, args: argparse.Namespace) -> int:
 def _bench(router: Router, args: argparse.Namespace) -> int:
     from .bench import main_bench
 
-    return main_bench(args.json, args.plot, args.frames, args.reps, args.routes)
+    fw = (args.fw_rules, args.fw_prefixes) if args.firewall or args.firewall_only else None
+    return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, fw, args.firewall_only)
 
 
 def _firewall(router: Router, args: argparse.Namespace) -> int:

@@ -720,29 +720,64 @@ def _net(family: int, raw: Any, plen: int) -> str | None:
 # -- the compiler: rules -> per-field bitmaps ----------------------------------
 
 
-def _bitmap_bytes(bits: int) -> bytes:
-    words = bits.to_bytes(abi.FW_WORDS * 8, "little")
+def _summary(bits: int) -> int:
+    """One bit per non-zero 64-bit word of ``bits``."""
     summary = 0
-    mv = memoryview(words).cast("Q")
+    mv = memoryview(bits.to_bytes(abi.FW_WORDS * 8, "little")).cast("Q")
     for w in range(abi.FW_WORDS):
         if mv[w]:
             summary |= 1 << w
-    return summary.to_bytes(abi.FW_SUMMARY_WORDS * 8, "little") + words
+    return summary
+
+
+def _bitmap_bytes(bits: int, anchor: int) -> bytes:
+    n = abi.FW_SUMMARY_WORDS * 8
+    return (
+        _summary(bits).to_bytes(n, "little")
+        + _summary(anchor).to_bytes(n, "little")
+        + bits.to_bytes(abi.FW_WORDS * 8, "little")
+    )
 
 
 class _Bitmaps:
     def __init__(self, gen: int) -> None:
         self.base = gen * _GEN_BITMAPS
-        self.ids: dict[int, int] = {}
+        self.ids: dict[tuple[int, int], int] = {}
 
-    def id(self, bits: int) -> int:
-        found = self.ids.get(bits)
+    def id(self, bits: int, anchored: int = 0) -> int:
+        """The id of ``bits``, the rules ``anchored`` on its field marked."""
+        key = (bits, bits & anchored)
+        found = self.ids.get(key)
         if found is None:
             found = self.base + len(self.ids)
             if found >= self.base + _GEN_BITMAPS - 1:
                 raise UsageError("the rules need too many distinct lookup entries: fewer distinct prefixes or ports")
-            self.ids[bits] = found
+            self.ids[key] = found
         return found
+
+
+def _anchors(entries: list[Rule]) -> dict[str, int]:
+    """Each rule anchored on one field it constrains, the most selective first:
+    source prefix, destination prefix, destination port, source port, else
+    interface x protocol (which also takes the rules that constrain nothing
+    but sets, or nothing at all). A rule that matches a frame is in the
+    looked-up bitmap of its anchor field, so the data plane visits only the
+    words some field's bitmap holds an anchored rule in: a frame that only
+    wildcards match skips the words of rules that name other addresses."""
+    out = dict.fromkeys(("ifproto", "src", "dst", "sport", "dport"), 0)
+    for pos, r in enumerate(entries):
+        if r.src and not r.src.startswith("@"):
+            field_ = "src"
+        elif r.dst and not r.dst.startswith("@"):
+            field_ = "dst"
+        elif r.dport:
+            field_ = "dport"
+        elif r.sport:
+            field_ = "sport"
+        else:
+            field_ = "ifproto"
+        out[field_] |= 1 << pos
+    return out
 
 
 def _compile(
@@ -762,6 +797,7 @@ def _compile(
     n = len(entries)
     for pos, r in enumerate(entries):
         out.rules.append(_encode(r, pos >= len(rules), links, set_slots))
+    anchors = _anchors(entries)
 
     # interface x protocol
     wild_if = wild_p = 0
@@ -781,7 +817,7 @@ def _compile(
         for proto in [abi.FW_ANY_PROTO, *by_p]:
             bits = (wild_if | by_if.get(ifindex, 0)) & (wild_p | by_p.get(proto, 0))
             key = abi.FwIfprotoKey(gen=gen, ifindex=ifindex, proto=proto)
-            out.ifproto.append((bytes(key), bm.id(bits)))
+            out.ifproto.append((bytes(key), bm.id(bits, anchors["ifproto"])))
 
     # source and destination prefixes
     for d, attr in ((0, "src"), (1, "dst")):
@@ -809,7 +845,7 @@ def _compile(
                 key = _LPM_KEY.pack(
                     32 + plen, bytes((gen, d, fam, 0)), addr.to_bytes(width // 8, "big").ljust(16, b"\0")
                 )
-                out.lpm.append((key, bm.id(covered)))
+                out.lpm.append((key, bm.id(covered, anchors[attr])))
 
     # ports: elementary intervals of every range
     for attr in ("sport", "dport"):
@@ -827,8 +863,8 @@ def _compile(
         points = sorted(set(starts) | {0, 65536})
         for a, b in zip(points, points[1:], strict=False):
             active ^= starts.get(a, 0)
-            ids[a:b] = [bm.id(wild | active)] * (b - a)
-        ids[abi.FW_NOPORT] = bm.id(wild)
+            ids[a:b] = [bm.id(wild | active, anchors[attr])] * (b - a)
+        ids[abi.FW_NOPORT] = bm.id(wild, anchors[attr])
         out.ports.append(ids)
 
     # set references: the rules that need each (set, direction) to match
@@ -846,7 +882,7 @@ def _compile(
         g.ref_dir[i] = d
         g.ref_need[i] = bm.id(bits)
     out.gen = g
-    out.bitmaps = {i: _bitmap_bytes(bits) for bits, i in bm.ids.items()}
+    out.bitmaps = {i: _bitmap_bytes(bits, anchor) for (bits, anchor), i in bm.ids.items()}
     return out
 
 

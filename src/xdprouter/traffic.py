@@ -61,18 +61,22 @@ class Traffic:
         flows: int = 1,
         dsts: int = 1,
         dst_shift: int = 0,
+        srcs: int = 1,
+        src_shift: int = 0,
         batch_size: int = 64,
     ) -> SendResult:
         """Send ``count`` copies of ``frame`` out of ``ifindex`` (caller's netns).
 
-        ``flows`` source ports and ``dsts`` destination addresses, counting up
-        from the frame's own (destinations in steps of ``1 << dst_shift``),
-        are cycled through.
+        ``flows`` source ports, ``dsts`` destination addresses and ``srcs``
+        source addresses, counting up from the frame's own (addresses in steps
+        of ``1 << dst_shift`` and ``1 << src_shift``), are cycled through.
         """
         ipv6 = frame[12:14] == b"\x86\xdd"
         if len(frame) < (62 if ipv6 else 42):
             raise UsageError("frames must hold Ethernet, IP and UDP headers")
-        config = abi.GenConfig(flows=flows, dsts=dsts, dst_shift=dst_shift, ipv6=int(ipv6))
+        config = abi.GenConfig(
+            flows=flows, dsts=dsts, dst_shift=dst_shift, ipv6=int(ipv6), srcs=srcs, src_shift=src_shift
+        )
         header = frame[: abi.GEN_HDR_LEN].ljust(abi.GEN_HDR_LEN, b"\0")
         config.header[:] = list(header)
         self._config.update(ctypes.c_uint32(0), config)

@@ -1,0 +1,85 @@
+"""The firewall benchmark's machinery on a small scale (`xdprouter bench
+--firewall-only`): every configuration drops the whole flood with its rule,
+forwarding delivers with and without the rules, and the report has every
+part. No rate is asserted (rates belong in `make bench`'s output, as ratios).
+Also the generator's varying sources, which the flood relies on."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from xdprouter import fwbench
+from xdprouter.firewall import Firewall, Rule
+from xdprouter.lab import Lab, netns
+from xdprouter.traffic import Traffic
+
+
+def test_firewall_bench_runs_every_configuration() -> None:
+    r = fwbench.run(frames=20_000, reps=1, rules=300, set_prefixes=3_000, log=lambda s: None)
+    assert set(r.drop_mpps) == set(fwbench.DROP_CONFIGS)
+    for config in fwbench.DROP_CONFIGS:
+        assert r.drop_share[config] == 1.0, f"{config}: the rule dropped {r.drop_share[config]:.2%} of the flood"
+        assert r.drop_mpps[config] > 0
+    assert set(r.forward_mpps) == {"no rules", "rules+set"}
+    assert all(loss < 0.01 for loss in r.forward_loss.values()), r.forward_loss
+    assert all(ns > 0 for ns in r.program_ns.values())
+    assert set(r.ratios) == {"xdprouter/nft-ingress", "xdprouter/nft-prerouting", "rules+set/no rules"}
+    assert r.rules_load_seconds > 0 and r.set_load_seconds > 0
+    json.dumps(r.as_dict())
+    assert "rules+set/no rules" in fwbench.table(r)
+
+
+def test_benchmark_rules_never_match_the_lab_traffic() -> None:
+    rules = fwbench.benchmark_rules(2_000)
+    assert len(rules) == 2_000 and rules[0].src == f"@{fwbench.SET_NAME}"
+    lab_net = ipaddress.ip_network("10.0.0.0/8")
+    for r in rules[1:]:
+        nets = [ipaddress.ip_network(v) for v in (r.src, r.dst) if v]
+        assert nets and not any(n.version == 4 and n.overlaps(lab_net) for n in nets), r
+    for line in fwbench.random_prefixes(5_000):
+        assert not ipaddress.ip_network(line.strip()).overlaps(lab_net)
+
+
+def test_cli_firewall_only_json() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "xdprouter.cli", "bench", "--firewall-only", "--json", "--frames", "20000"]
+        + ["--reps", "1", "--fw-rules", "100", "--fw-prefixes", "1000"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    data = json.loads(out.stdout)
+    assert data["rules"] == 100 and data["set_prefixes"] == 1000
+    assert data["drop_share"]["xdprouter"] == 1.0
+
+
+@pytest.fixture
+def flood_lab(attached_lab: Lab) -> Iterator[tuple[Lab, Traffic, int]]:
+    lab = attached_lab
+    with netns(lab.h1.ns):
+        h1 = socket.if_nametoindex("eth0")
+    with Traffic() as traffic:
+        yield lab, traffic, h1
+
+
+def test_generator_cycles_through_sources(flood_lab: tuple[Lab, Traffic, int]) -> None:
+    lab, traffic, h1 = flood_lab
+    with netns(lab.router):
+        Firewall().replace([Rule.parse(action="drop", src="10.66.0.0/24")], {})
+    frame = Ether(dst=lab.mac(lab.router, "veth1"), src=lab.mac(lab.h1.ns, "eth0"))
+    frame = frame / IP(src="10.66.0.0", dst=lab.h2.ip4) / UDP(sport=10000, dport=9) / (b"\0" * 18)
+    with netns(lab.h1.ns):
+        traffic.send(h1, bytes(frame), 10_240, srcs=512)  # 10.66.0.0-10.66.1.255, half in the rule
+    with netns(lab.router):
+        (rule,) = Firewall().counters()
+    assert rule.packets == 5_120

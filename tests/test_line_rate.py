@@ -9,8 +9,6 @@ benchmark's business (`make bench`), completeness is this test's.
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -23,31 +21,13 @@ from xdprouter.traffic import Traffic
 FRAMES = 2_000_000
 
 
-@pytest.fixture
-def loaded(attached_lab: Lab) -> Iterator[tuple[Lab, Traffic, int]]:
-    lab = attached_lab
-    for flag, addr in (("-4", lab.h2.ip4), ("-6", lab.h2.ip6)):
-        lab.run(lab.h1.ns, "ping", flag, "-c", "1", "-W", "2", addr)
-    with Traffic() as traffic:
-        with netns(lab.h2.ns):
-            h2 = socket.if_nametoindex("eth0")
-            traffic.attach_sink(h2)
-        with netns(lab.h1.ns):
-            h1 = socket.if_nametoindex("eth0")
-        try:
-            yield lab, traffic, h1
-        finally:
-            with netns(lab.h2.ns):
-                traffic.detach_sink(h2)
-
-
 def _forwarded(lab: Lab) -> int:
     return json.loads(lab.xdprouter("stats", "--json").stdout)["veth1"]["forwarded"]
 
 
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
-def test_millions_of_frames_all_arrive_forwarded_in_xdp(loaded: tuple[Lab, Traffic, int], ipv6: bool) -> None:
-    lab, traffic, h1 = loaded
+def test_millions_of_frames_all_arrive_forwarded_in_xdp(live_traffic: tuple[Lab, Traffic, int], ipv6: bool) -> None:
+    lab, traffic, h1 = live_traffic
     l3 = IPv6(src=lab.h1.ip6, dst=lab.h2.ip6) if ipv6 else IP(src=lab.h1.ip4, dst=lab.h2.ip4)
     eth = Ether(dst=lab.mac(lab.router, "veth1"), src=lab.mac(lab.h1.ns, "eth0"))
     frame = bytes(eth / l3 / UDP(sport=10000, dport=9) / (b"\x00" * 18))

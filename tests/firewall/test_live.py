@@ -6,10 +6,7 @@ traffic to the router keeps flowing."""
 from __future__ import annotations
 
 import re
-import socket
-from collections.abc import Iterator
 
-import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
@@ -21,30 +18,13 @@ from xdprouter.traffic import Traffic
 FRAMES = 400_000
 
 
-@pytest.fixture
-def live(attached_lab: Lab) -> Iterator[tuple[Lab, Traffic, int]]:
-    lab = attached_lab
-    lab.run(lab.h1.ns, "ping", "-c", "1", "-W", "2", lab.h2.ip4)
-    with Traffic() as traffic:
-        with netns(lab.h2.ns):
-            h2 = socket.if_nametoindex("eth0")
-            traffic.attach_sink(h2)
-        with netns(lab.h1.ns):
-            h1 = socket.if_nametoindex("eth0")
-        try:
-            yield lab, traffic, h1
-        finally:
-            with netns(lab.h2.ns):
-                traffic.detach_sink(h2)
-
-
 def _frame(lab: Lab, src: str) -> bytes:
     eth = Ether(dst=lab.mac(lab.router, "veth1"), src=lab.mac(lab.h1.ns, "eth0"))
     return bytes(eth / IP(src=src, dst=lab.h2.ip4) / UDP(sport=10000, dport=9) / (b"\x00" * 18))
 
 
-def test_blocked_source_dropped_in_xdp_while_others_are_forwarded(live: tuple[Lab, Traffic, int]) -> None:
-    lab, traffic, h1 = live
+def test_blocked_source_dropped_in_xdp_while_others_are_forwarded(live_traffic: tuple[Lab, Traffic, int]) -> None:
+    lab, traffic, h1 = live_traffic
     with netns(lab.router):
         Firewall().add(Rule.parse(action="drop", src="10.1.0.66/32"))
     traffic.reset()
@@ -60,8 +40,8 @@ def test_blocked_source_dropped_in_xdp_while_others_are_forwarded(live: tuple[La
     assert stats.reasons["forward"].packets >= FRAMES
 
 
-def test_rate_limit_holds_under_a_flood_and_legit_traffic_flows(live: tuple[Lab, Traffic, int]) -> None:
-    lab, traffic, h1 = live
+def test_rate_limit_holds_under_a_flood_and_legit_traffic_flows(live_traffic: tuple[Lab, Traffic, int]) -> None:
+    lab, traffic, h1 = live_traffic
     pps = 50_000
     with netns(lab.router):
         Firewall().add(Rule.parse(action="limit", proto="udp", dport="9", pps=pps, burst=100))

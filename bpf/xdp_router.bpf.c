@@ -38,6 +38,7 @@ static __always_inline int reason_action(int reason)
 {
 	switch (reason) {
 	case REASON_FORWARD:
+	case REASON_TX_VIA_DEVMAP:
 		return XDP_REDIRECT;
 	case REASON_TX_SAME_IFACE:
 		return XDP_TX;
@@ -151,7 +152,11 @@ static __always_inline int egress_reason(struct xdp_md *ctx,
 		 */
 		if (!ipv4 || (cfg->flags & IFACE_SEND_REDIRECTS))
 			return REASON_SEND_REDIRECT;
-		return -1;
+		/* veth kicks its peer after XDP_TX only if the peer runs XDP:
+		 * the frame would wait for the next one. A redirect always does.
+		 */
+		if (!(cfg->flags & IFACE_TX_VIA_DEVMAP))
+			return -1;
 	}
 	if (bpf_redirect_map(&xdpr_tx_ports, egress, XDP_PASS) != XDP_REDIRECT)
 		return REASON_EGRESS_NOT_ATTACHED;
@@ -162,6 +167,7 @@ static __always_inline int egress_reason(struct xdp_md *ctx,
  * redirect itself was set up by egress_reason().
  */
 static __always_inline int forward(struct xdp_md *ctx,
+				   const struct iface_config *cfg,
 				   const struct bpf_fib_lookup *fib,
 				   __u32 l3_len, bool ipv4)
 {
@@ -191,9 +197,10 @@ static __always_inline int forward(struct xdp_md *ctx,
 	}
 	rewrite_macs(eth, fib->dmac, fib->smac);
 
-	if (fib->ifindex == ctx->ingress_ifindex)
-		return REASON_TX_SAME_IFACE;
-	return REASON_FORWARD;
+	if (fib->ifindex != ctx->ingress_ifindex)
+		return REASON_FORWARD;
+	return cfg->flags & IFACE_TX_VIA_DEVMAP ? REASON_TX_VIA_DEVMAP :
+						   REASON_TX_SAME_IFACE;
 }
 
 /* Is addr one of ours? The control plane puts each address at its home slot
@@ -323,7 +330,7 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 	reason = egress_reason(ctx, cfg, fib.ifindex, true);
 	if (reason >= 0)
 		return reason;
-	return forward(ctx, &fib, tot_len, true);
+	return forward(ctx, cfg, &fib, tot_len, true);
 }
 
 static __always_inline bool ipv6_is_extension(__u8 nexthdr)
@@ -420,7 +427,7 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 	reason = egress_reason(ctx, cfg, fib.ifindex, false);
 	if (reason >= 0)
 		return reason;
-	return forward(ctx, &fib, sizeof(*ip6h) + plen, false);
+	return forward(ctx, cfg, &fib, sizeof(*ip6h) + plen, false);
 }
 
 static __always_inline bool mac_equal(const unsigned char *a, const __u8 *b)

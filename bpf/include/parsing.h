@@ -53,12 +53,13 @@ static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c)
 	return ip6h;
 }
 
-/* Source and destination port of TCP, UDP, UDP-Lite, SCTP and DCCP (all keep
- * them in their first four bytes), for the FIB's multipath hash. Zero when
- * the protocol has none or the header is truncated: the kernel's flow
- * dissector finds none either. "Truncated" is judged against the datagram's
- * end (l3_end), not the frame's: ip_rcv()/ipv6_rcv() trim link-layer padding
- * before anything hashes, so bytes of padding are never ports.
+/* The "ports" the kernel's flow dissector gives the FIB's multipath hash
+ * (proto_ports_offt()): the first four bytes of TCP, UDP, UDP-Lite, SCTP and
+ * DCCP, and the SPI of ESP (offset 0) and AH (offset 4). Zero when the
+ * protocol has none or the header is truncated: the dissector finds none
+ * either. "Truncated" is judged against the datagram's end (l3_end), not the
+ * frame's: ip_rcv()/ipv6_rcv() trim link-layer padding before anything
+ * hashes, so bytes of padding are never ports.
  */
 static __always_inline void parse_ports(struct cursor *c, const void *l3_end,
 					__u8 proto, __be16 *sport,
@@ -74,6 +75,10 @@ static __always_inline void parse_ports(struct cursor *c, const void *l3_end,
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP:
 	case IPPROTO_DCCP:
+	case IPPROTO_ESP:
+		break;
+	case IPPROTO_AH:
+		ports += 2;
 		break;
 	default:
 		return;

@@ -67,12 +67,15 @@ class Reason(enum.IntEnum):
     FW_POLICY_DROP = 29  # no rule matched and the interface's default policy is drop
     FW_RATE_LIMIT = 30  # over a rate-limit rule's per-source token bucket
     FW_BLOCKED = 31  # source blocked for a while after exceeding a limit again and again
+    # back out of the ingress like TX_SAME_IFACE, through the devmap: on veth,
+    # XDP_TX does not wake the peer unless the peer runs an XDP program
+    TX_VIA_DEVMAP = 32
 
     @property
     def verdict(self) -> Verdict:
         if self is Reason.FORWARD:
             return Verdict.FORWARDED
-        if self is Reason.TX_SAME_IFACE:
+        if self in (Reason.TX_SAME_IFACE, Reason.TX_VIA_DEVMAP):
             return Verdict.TX
         if self in (Reason.BLACKHOLE, Reason.FW_DROP, Reason.FW_POLICY_DROP, Reason.FW_RATE_LIMIT, Reason.FW_BLOCKED):
             return Verdict.DROPPED
@@ -94,6 +97,7 @@ class IfaceFlag(enum.IntFlag):
     SOURCE_CHECK_FULL = 1 << 2  # rp_filter, policy rules or custom local routes: full source validation
     RP_FILTER_STRICT = 1 << 3  # net.ipv4.conf.{all,IF}.rp_filter = 1
     RP_FILTER_LOOSE = 1 << 4  # ... = 2
+    TX_VIA_DEVMAP = 1 << 5  # a veth: send same-interface frames through the devmap, not XDP_TX
 
 
 class IfaceConfig(ctypes.Structure):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2 import IPRoute
 
@@ -15,15 +16,26 @@ class Link:
     index: int
     name: str
     mac: str
+    kind: str = ""  # "veth", "vlan", ... ("" for a physical device)
 
 
 def links() -> list[Link]:
     """Every interface of the caller's network namespace."""
     with IPRoute() as ipr:
         return [
-            Link(msg["index"], msg.get_attr("IFLA_IFNAME"), msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00")
+            Link(
+                msg["index"],
+                msg.get_attr("IFLA_IFNAME"),
+                msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00",
+                _kind(msg),
+            )
             for msg in ipr.get_links()
         ]
+
+
+def _kind(msg: Any) -> str:
+    info = msg.get_attr("IFLA_LINKINFO")
+    return (info.get_attr("IFLA_INFO_KIND") or "") if info else ""
 
 
 def resolve(names: list[str]) -> list[Link]:

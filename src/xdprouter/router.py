@@ -266,7 +266,7 @@ class Router:
         configs = inst.configs()
         old_config = configs.get(link.index)
         slot = old_config.slot if old_config else _free_slot(configs)
-        config = abi.IfaceConfig(slot=slot, flags=_flags(link.name, full_source_check))
+        config = abi.IfaceConfig(slot=slot, flags=_flags(link, full_source_check))
         config.mac[:] = list(_mac_bytes(link.mac))
         inst.set_config(key.value, config)
         if old_config is None:
@@ -339,7 +339,7 @@ class Router:
             if link is None:
                 inst.delete_config(key.value)
                 continue
-            config.flags = _flags(link.name, full_source_check)
+            config.flags = _flags(link, full_source_check)
             config.mac[:] = list(_mac_bytes(link.mac))
             inst.set_config(key.value, config)
 
@@ -482,8 +482,11 @@ def _free_slot(configs: dict[int, abi.IfaceConfig]) -> int:
     raise UsageError(f"too many interfaces attached (at most {abi.MAX_IFACES - 1})")
 
 
-def _flags(ifname: str, full_source_check: bool) -> int:
+def _flags(link: netlink.Link, full_source_check: bool) -> int:
+    ifname = link.name
     flags = abi.IfaceFlag(0)
+    if link.kind == "veth":
+        flags |= abi.IfaceFlag.TX_VIA_DEVMAP
     if system.send_redirects(ifname):
         flags |= abi.IfaceFlag.SEND_REDIRECTS
     if system.ipv6_forwarding(ifname):

@@ -1,6 +1,7 @@
-"""The data plane's lookup tables at their edges: the open-addressing table
-of local addresses when addresses share a home slot, and interfaces whose
-ifindex is beyond the array (the hash fallback)."""
+"""The data plane's lookup tables and device kinds at their edges: the
+open-addressing table of local addresses when addresses share a home slot,
+interfaces whose ifindex is beyond the array (the hash fallback), and
+same-interface forwarding on a device that is not a veth (XDP_TX)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,36 @@ def test_interface_beyond_the_array_is_configured_and_forwards(dp: DataPlane, hi
 def test_detached_interface_beyond_the_array_is_unconfigured(dp: DataPlane, high_ifindex: str) -> None:
     dp.lab.xdprouter("detach", "vhigh")
     assert "vhigh" not in dp.stats()
+
+
+TAP_GW, TAP_GW_MAC = "10.8.0.2", "02:00:00:00:08:02"
+
+
+@pytest.fixture
+def tap(dp: DataPlane) -> Iterator[str]:
+    """A tap device in the router (native XDP, not a veth), a neighbour on it,
+    a route back out of it, send_redirects off so Linux would not redirect."""
+    keys = ("net.ipv4.conf.all.send_redirects", "net.ipv4.conf.default.send_redirects")
+    old = {key: dp.sysctl(key, "0") for key in keys}
+    dp.ip("tuntap", "add", "dev", "tap0", "mode", "tap")
+    dp.ip("link", "set", "tap0", "up")
+    dp.ip("addr", "add", "10.8.0.1/24", "dev", "tap0")
+    dp.ip("neigh", "replace", TAP_GW, "lladdr", TAP_GW_MAC, "dev", "tap0", "nud", "permanent")
+    dp.ip("route", "add", "10.9.0.0/24", "via", TAP_GW, "dev", "tap0")
+    dp.lab.xdprouter("attach", "--mode", "native", "tap0")
+    try:
+        yield "tap0"
+    finally:
+        dp.lab.xdprouter("detach", "tap0", check=False)
+        dp.ip("link", "del", "tap0")
+        for key, value in old.items():
+            dp.sysctl(key, value)
+
+
+def test_same_interface_on_a_tap_goes_back_with_xdp_tx(dp: DataPlane, tap: str) -> None:
+    tap_mac = dp.lab.mac(dp.lab.router, tap)
+    frame = ipv4(dp.macs, mac_dst=tap_mac, src="10.8.0.7", dst="10.9.0.5")
+    result = dp.run(frame, tap)
+    assert (result.action, result.reason) == ("tx", R.TX_SAME_IFACE)
+    assert result.data[0:6] == bytes.fromhex(TAP_GW_MAC.replace(":", ""))
+    assert result.data[6:12] == bytes.fromhex(tap_mac.replace(":", ""))

@@ -69,14 +69,14 @@ def _esp6(macs: corpus.Macs, spi: int, index: int) -> bytes:
     return bytes(Ether(dst=macs.r1, src=macs.h1) / IPv6(src="fd10::c8:1", dst="fd90::7", nh=50) / body)
 
 
-# Minimised discrepancies found by this test and not yet fixed in the data
-# plane, sent after the random frames of every run of the variants listed:
-# each must still differ (the test fails when one starts to agree, so that it
-# is removed here). mutate.Avoid keeps the generator from producing their class.
+# Minimised discrepancies this test once found, kept as regression frames
+# after the fix (the SPI of ESP/AH is the flow dissector's "ports", so the
+# multipath hash with policy 1 takes it into account): sent after the random
+# frames of every run of the variants listed, and compared like any other.
 # The addresses are outside every pool the generator draws from, and the
 # outcome is reproducible because the lab fixes the multipath hash key.
 L4HASH = ("custom-noredirects-l4hash",)
-KNOWN_GAPS: list[Gap] = [
+REGRESSIONS: list[Gap] = [
     Gap("v4 esp spi 0x3002 to ecmp", SPI_MULTIPATH_GAP, L4HASH, lambda m: _esp4(m, 50, 0x3002, 9990)),
     Gap("v4 ah spi 0x2001 to ecmp", SPI_MULTIPATH_GAP, L4HASH, lambda m: _esp4(m, 51, 0x2001, 9991)),
     Gap("v6 esp spi 0x1000 to ecmp", SPI_MULTIPATH_GAP, L4HASH, lambda m: _esp6(m, 0x1000, 9992)),
@@ -110,14 +110,10 @@ def test_random_frames_leave_linux_and_xdprouter_alike(lab: Lab, variant: harnes
     macs = harness.router_lab(lab, variant)
     _setup(lab, macs, count)
     variant_id = next(k for k, v in harness.VARIANTS.items() if v == variant)
-    avoid = mutate.Avoid(spi_multipath=variant.hash_policy == 1, tx_without_marker=not variant.send_redirects)
-    frames = mutate.generate(seed, count, macs, avoid)
-    gaps = {}
-    for gap in KNOWN_GAPS:
+    frames = mutate.generate(seed, count, macs, mutate.Avoid())
+    for gap in REGRESSIONS:
         if variant_id in gap.variants:
-            name = f"known gap: {gap.name}"
-            frames.append(corpus.Frame(name, gap.build(macs)))
-            gaps[name] = gap.why
+            frames.append(corpus.Frame(f"regression: {gap.name}", gap.build(macs)))
 
     kernel, xdp, forwarded = harness.run_both(lab, frames, final_settle=FINAL_SETTLE)
     harness.dump(frames, kernel, xdp)
@@ -125,23 +121,17 @@ def test_random_frames_leave_linux_and_xdprouter_alike(lab: Lab, variant: harnes
     unseen = [f"#{i} {frames[i].name}: {r}" for i, r in enumerate(xdp.reasons) if not re.fullmatch(r"\w+ x1", r)]
     assert not unseen, f"{again}: XDP did not count each frame exactly once:\n" + "\n".join(unseen)
     bad = harness.differing(kernel, xdp)
-    unexpected = [i for i in bad if frames[i].name not in gaps]
-    assert not unexpected, f"{again}\n" + harness.report(frames, kernel, xdp, unexpected)
-    fixed = set(gaps) - {frames[i].name for i in bad}
-    assert not fixed, f"known gaps now agree with Linux, remove them from KNOWN_GAPS: {sorted(fixed)}"
+    assert not bad, f"{again}\n" + harness.report(frames, kernel, xdp, bad)
     assert forwarded > 0, f"{again}: the fast path forwarded nothing"
 
 
-# Found by this test, minimised, not yet fixed: a frame the fast path sends
-# back out of its interface with XDP_TX (send_redirects off) reaches h1 only
-# when something else is sent to h1 later. veth_xdp_flush() wakes the peer's
-# NAPI only when the peer has an XDP program; the lab's hosts have GRO and no
-# program, so the frame waits in h1's ring (a redirect, ndo_xdp_xmit with
-# XDP_XMIT_FLUSH, wakes it regardless). The differential tests do not see it
-# when the late frame carries its marker (it is assigned by marker); a
-# datagram too short to carry one shows it, which mutate.Avoid now prevents.
-# This test fails when the frame starts to arrive in time: then remove it and
-# mutate.Avoid.tx_without_marker.
+# Found by this test, minimised, then fixed: a frame sent back out of its
+# interface with XDP_TX (send_redirects off) reached h1 only when something
+# else was sent to h1 later. veth_xdp_flush() wakes the peer's NAPI only when
+# the peer has an XDP program; the lab's hosts have GRO and no program, so the
+# frame waited in h1's ring. A redirect (ndo_xdp_xmit with XDP_XMIT_FLUSH)
+# wakes it regardless, so on veth the fast path now uses the devmap. The
+# differential tests only see this with a datagram too short for a marker.
 TX_WAIT = 0.4  # seconds: far longer than forwarding takes
 TX_TRIES = 6
 
@@ -172,7 +162,10 @@ def _arrives_alone(taps: harness.Taps, frame: bytes) -> bool | None:
     return None
 
 
-def test_known_gap_xdp_tx_on_veth_waits_for_the_next_frame(lab: Lab) -> None:
+def test_same_interface_frame_comes_back_at_once(lab: Lab) -> None:
+    """Once found by this test: XDP_TX on a veth waits in the peer's ring
+    until something else wakes it, so the fast path sends same-interface
+    frames on veth back through the devmap, which always wakes the peer."""
     macs = harness.router_lab(lab, harness.VARIANTS["custom-noredirects-l4hash"])
     # 20-byte IPv4 datagram (no payload, no marker) to a route back via h1
     frame = bytes(Ether(dst=macs.r1, src=macs.h1) / IP(src=corpus.src4(1), dst=corpus.BACK4, proto=59))
@@ -189,4 +182,4 @@ def test_known_gap_xdp_tx_on_veth_waits_for_the_next_frame(lab: Lab) -> None:
         taps.close()
     assert kernel is True, "Linux did not send the frame back to h1 in time"
     assert xdp is not None, f"h1 never stayed quiet for {TX_WAIT} s in {TX_TRIES} tries"
-    assert not xdp, "XDP_TX frames now reach h1 in time: remove this known gap and mutate.Avoid.tx_without_marker"
+    assert xdp, "the frame sent back out of the ingress veth did not reach h1 in time"

@@ -47,6 +47,7 @@ static __always_inline int reason_action(int reason)
 	case REASON_FW_POLICY_DROP:
 	case REASON_FW_RATE_LIMIT:
 	case REASON_FW_BLOCKED:
+	case REASON_FW_UNPARSED:
 		return XDP_DROP;
 	case REASON_INTERNAL_ERROR:
 		return XDP_ABORTED;
@@ -277,7 +278,7 @@ static __always_inline int ipv4_source_reason(struct xdp_md *ctx,
 
 static __always_inline int route_ipv4(struct xdp_md *ctx,
 				      const struct iface_config *cfg,
-				      struct cursor *c)
+				      struct cursor *c, bool ours)
 {
 	struct bpf_fib_lookup fib = {};
 	struct iphdr *iph = parse_ipv4(c);
@@ -290,6 +291,8 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 	reason = firewall_ipv4(ctx, iph, c->end);
 	if (reason >= 0)
 		return reason;
+	if (!ours)
+		return REASON_NOT_OUR_MAC;
 	if (iph->ihl != 5)
 		return REASON_IP_OPTIONS;
 	if (!ipv4_csum_ok(iph))
@@ -376,7 +379,7 @@ static __always_inline int ipv6_address_reason(const struct ipv6hdr *ip6h)
 
 static __always_inline int route_ipv6(struct xdp_md *ctx,
 				      const struct iface_config *cfg,
-				      struct cursor *c)
+				      struct cursor *c, bool ours)
 {
 	struct bpf_fib_lookup fib = {};
 	struct ipv6hdr *ip6h = parse_ipv6(c);
@@ -389,6 +392,8 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 	reason = firewall_ipv6(ctx, ip6h, c->end);
 	if (reason >= 0)
 		return reason;
+	if (!ours)
+		return REASON_NOT_OUR_MAC;
 	plen = bpf_ntohs(ip6h->payload_len);
 	/* payload_len 0 is a jumbogram or an empty packet: the kernel's call */
 	if (!plen || c->pos + plen > c->end)
@@ -437,6 +442,35 @@ static __always_inline bool mac_equal(const unsigned char *a, const __u8 *b)
 	       ((const __u16 *)a)[2] == ((const __u16 *)b)[2];
 }
 
+/* VLAN-tagged frames belong to the kernel (its VLAN devices), but the
+ * firewall must see their IP traffic too: up to two tags (802.1Q, 802.1ad).
+ */
+static __always_inline int route_vlan(struct xdp_md *ctx, struct cursor *c,
+				      __be16 proto)
+{
+	proto = parse_vlans(c, proto);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = parse_ipv4(c);
+
+		if (iph && iph->version == 4 && iph->ihl >= 5) {
+			int reason = firewall_ipv4(ctx, iph, c->end);
+
+			if (reason >= 0)
+				return reason;
+		}
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6h = parse_ipv6(c);
+
+		if (ip6h && ip6h->version == 6) {
+			int reason = firewall_ipv6(ctx, ip6h, c->end);
+
+			if (reason >= 0)
+				return reason;
+		}
+	}
+	return REASON_NOT_IP;
+}
+
 static __always_inline int route_frame(struct xdp_md *ctx,
 				       const struct iface_config *cfg)
 {
@@ -445,20 +479,23 @@ static __always_inline int route_frame(struct xdp_md *ctx,
 		.end = (void *)(long)ctx->data_end,
 	};
 	struct ethhdr *eth = parse_eth(&c);
+	bool ours;
 
 	if (!eth)
 		return REASON_MALFORMED;
-	if (eth->h_proto != bpf_htons(ETH_P_IP) &&
-	    eth->h_proto != bpf_htons(ETH_P_IPV6))
-		return REASON_NOT_IP;
-	/* Linux routes only PACKET_HOST frames: not broadcast, multicast or
-	 * another host's MAC (seen in promiscuous mode).
+	/* Linux routes only PACKET_HOST frames; another host's unicast (seen
+	 * in promiscuous mode) it drops before any socket. Broadcast and
+	 * multicast frames can still reach the router's own sockets, so they
+	 * see the firewall first and then go to the kernel.
 	 */
-	if (!mac_equal(eth->h_dest, cfg->mac))
+	ours = mac_equal(eth->h_dest, cfg->mac);
+	if (!ours && !(eth->h_dest[0] & 1))
 		return REASON_NOT_OUR_MAC;
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return route_ipv4(ctx, cfg, &c);
-	return route_ipv6(ctx, cfg, &c);
+		return route_ipv4(ctx, cfg, &c, ours);
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return route_ipv6(ctx, cfg, &c, ours);
+	return route_vlan(ctx, &c, eth->h_proto);
 }
 
 static __always_inline const struct iface_config *iface_config(__u32 ifindex)

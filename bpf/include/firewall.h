@@ -435,6 +435,8 @@ static __always_inline int fw_verdict(int reason)
 		return fw_const(REASON_FW_RATE_LIMIT);
 	case REASON_FW_BLOCKED:
 		return fw_const(REASON_FW_BLOCKED);
+	case REASON_FW_UNPARSED:
+		return fw_const(REASON_FW_UNPARSED);
 	default:
 		return -1;
 	}
@@ -507,9 +509,17 @@ static __always_inline int firewall_ipv4(struct xdp_md *ctx,
 	return fw_verdict(fw_classify(&p));
 }
 
+static __always_inline bool fw_ipv6_ext(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING ||
+	       next == IPPROTO_DSTOPTS || next == IPPROTO_AH ||
+	       next == IPPROTO_FRAGMENT;
+}
+
 /* Past the IPv6 extension headers to the transport header: a rule on ports
  * must not be dodged with a destination options header. A non-first
- * fragment has no ports.
+ * fragment has no ports. A chain longer than we walk, or cut short, leaves
+ * p->proto an extension header: the caller fails closed on it.
  */
 static __always_inline const void *fw_ipv6_l4(struct fw_pkt *p,
 					      const struct ipv6hdr *ip6h,
@@ -560,6 +570,8 @@ static __always_inline int firewall_ipv6(struct xdp_md *ctx,
 	__builtin_memcpy(p.src, &ip6h->saddr, 16);
 	__builtin_memcpy(p.dst, &ip6h->daddr, 16);
 	l4 = fw_ipv6_l4(&p, ip6h, l3_end, end);
+	if (l4 && fw_ipv6_ext(p.proto))
+		return REASON_FW_UNPARSED;
 	if (l4) {
 		fw_ports(&p, l4, l3_end, end);
 	} else {

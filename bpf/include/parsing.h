@@ -53,6 +53,28 @@ static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c)
 	return ip6h;
 }
 
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* Skip up to two VLAN tags (802.1Q, 802.1ad); the protocol inside them. */
+static __always_inline __be16 parse_vlans(struct cursor *c, __be16 proto)
+{
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		struct vlan_tag *tag = c->pos;
+
+		if (proto != bpf_htons(0x8100) && proto != bpf_htons(0x88a8))
+			break;
+		if ((void *)(tag + 1) > c->end)
+			return 0;
+		proto = tag->proto;
+		c->pos = tag + 1;
+	}
+	return proto;
+}
+
 /* The "ports" the kernel's flow dissector gives the FIB's multipath hash
  * (proto_ports_offt()): the first four bytes of TCP, UDP, UDP-Lite, SCTP and
  * DCCP, and the SPI of ESP (offset 0) and AH (offset 4). Zero when the

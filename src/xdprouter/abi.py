@@ -70,6 +70,9 @@ class Reason(enum.IntEnum):
     # back out of the ingress like TX_SAME_IFACE, through the devmap: on veth,
     # XDP_TX does not wake the peer unless the peer runs an XDP program
     TX_VIA_DEVMAP = 32
+    # the firewall could not find the transport header (an IPv6 extension
+    # header chain longer than it walks, or truncated): it fails closed
+    FW_UNPARSED = 33
 
     @property
     def verdict(self) -> Verdict:
@@ -77,7 +80,14 @@ class Reason(enum.IntEnum):
             return Verdict.FORWARDED
         if self in (Reason.TX_SAME_IFACE, Reason.TX_VIA_DEVMAP):
             return Verdict.TX
-        if self in (Reason.BLACKHOLE, Reason.FW_DROP, Reason.FW_POLICY_DROP, Reason.FW_RATE_LIMIT, Reason.FW_BLOCKED):
+        if self in (
+            Reason.BLACKHOLE,
+            Reason.FW_DROP,
+            Reason.FW_POLICY_DROP,
+            Reason.FW_RATE_LIMIT,
+            Reason.FW_BLOCKED,
+            Reason.FW_UNPARSED,
+        ):
             return Verdict.DROPPED
         if self is Reason.INTERNAL_ERROR:
             return Verdict.ABORTED

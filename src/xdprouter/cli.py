@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+import tomllib
 
 from . import abi
 from .errors import XdpRouterError
@@ -115,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](router, args)
     except XdpRouterError as e:
         print(f"xdprouter: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file named on the command line: missing, unreadable
+        where = f": {e.filename}" if e.filename else ""
+        print(f"xdprouter: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except tomllib.TOMLDecodeError as e:
+        print(f"xdprouter: error: bad configuration file: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

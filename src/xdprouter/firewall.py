@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import ipaddress
 import json
+import math
 import os
 import socket
 import struct
@@ -68,7 +69,7 @@ def _ports(text: str | None, what: str) -> tuple[int, int] | None:
 def _proto(text: str | int | None) -> int | None:
     if text is None or text == "" or text == "any":
         return None
-    if isinstance(text, int) or str(text).isdigit():
+    if isinstance(text, int) or (str(text).isascii() and str(text).isdigit()):
         value = int(text)
         if not 0 <= value <= 255:
             raise UsageError(f"protocol {text!r} out of range (0-255)")
@@ -76,6 +77,28 @@ def _proto(text: str | int | None) -> int | None:
     if str(text).lower() not in PROTOS:
         raise UsageError(f"unknown protocol {text!r} ({', '.join(PROTOS)} or a number)")
     return PROTOS[str(text).lower()]
+
+
+_U32 = (1 << 32) - 1
+
+
+def _check_limits(rule: Rule) -> None:
+    """Values must fit the data plane's fields: nothing silently truncated."""
+    if not math.isfinite(rule.block_seconds) or rule.block_seconds * 1e9 >= 1 << 63:
+        raise UsageError(f"--block-for {rule.block_seconds} is not a usable number of seconds")
+    if rule.pps > 1_000_000_000:
+        raise UsageError(f"--pps {rule.pps} above 1000000000")
+    for what, value in (
+        ("--burst", rule.burst),
+        ("--burst-bytes", rule.burst_bytes),
+        ("--block-after", rule.block_after),
+    ):
+        if value > _U32:
+            raise UsageError(f"{what} {value} above {_U32}")
+    if rule.bps > _U32:
+        raise UsageError(f"--bps {rule.bps} above {_U32}")
+    if rule.pps and not rule.burst and rule.pps > _U32:
+        raise UsageError(f"--pps {rule.pps} too large for a default burst")
 
 
 @dataclass
@@ -116,6 +139,11 @@ class Rule:
         block_seconds: float = 0.0,
     ) -> Rule:
         """A validated rule; raises UsageError with a one-line message."""
+        given = {"src": src, "dst": dst, "proto": proto, "sport": sport, "dport": dport, "iface": iface}
+        empty = [name for name, value in given.items() if value is not None and str(value).strip() == ""]
+        if empty:
+            # an empty variable in a script must not become "match everything"
+            raise UsageError(f"empty value for {', '.join(empty)}")
         if action not in ACTIONS:
             raise UsageError(f"unknown action {action!r} (allow, drop or limit)")
         fams = set()
@@ -151,6 +179,7 @@ class Rule:
             raise UsageError("rates, bursts and block times cannot be negative")
         if rule.block_after and not rule.block_seconds:
             raise UsageError("--block-after needs --block-for SECONDS")
+        _check_limits(rule)
         return rule
 
     @property

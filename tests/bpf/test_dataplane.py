@@ -774,6 +774,6 @@ def test_reason_table_covers_every_reason_it_can() -> None:
     the IP header it was asked to keep)."""
     seen = {p.values[2] for p in NOT_FORWARDED + EGRESS_MTU}
     seen |= {R.FORWARD, R.TX_SAME_IFACE, R.TX_VIA_DEVMAP, R.FWD_DISABLED, R.IFACE_UNCONFIGURED, R.UNVERIFIED_SOURCE}
-    seen |= {R.FW_DROP, R.FW_POLICY_DROP, R.FW_RATE_LIMIT, R.FW_BLOCKED}  # tests/firewall
+    seen |= {R.FW_DROP, R.FW_POLICY_DROP, R.FW_RATE_LIMIT, R.FW_BLOCKED, R.FW_UNPARSED}  # tests/firewall
     missing = set(Reason) - seen - {R.INTERNAL_ERROR}
     assert not missing, f"reasons without a test: {sorted(r.name for r in missing)}"

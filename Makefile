@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BUILD := build
 CLANG ?= clang
-BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 \
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 \
 	-I$(BUILD) -Ibpf -Ibpf/include -I/usr/include/x86_64-linux-gnu
 APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables iputils-ping
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)

@@ -203,16 +203,34 @@ static __always_inline void fw_strike(const struct fw_rule *r,
 
 /* GCRA, the token bucket in arrival times: a packet is in profile when the
  * bucket's theoretical arrival time, after adding its cost, runs at most tau
- * (the burst) ahead of now. A new source starts with a full bucket. Updates
- * from several CPUs race; a source's frames come in on one queue, one CPU.
+ * (the burst) ahead of now. The new time is written with compare-and-swap:
+ * one source's flows can arrive on several CPUs, and a plain write would let
+ * each CPU spend the same tokens. A few tries, then the packet counts as over.
+ */
+static __always_inline bool fw_gcra(__u64 *tat, __u64 now, __u64 cost,
+				    __u64 tau)
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 old = *(volatile __u64 *)tat;
+		__u64 next = (old > now ? old : now) + cost;
+
+		if (next - now > tau)
+			return false;
+		if (__sync_val_compare_and_swap(tat, old, next) == old)
+			return true;
+	}
+	return false;
+}
+
+/* A new source starts with a full bucket. With both rates, the packet
+ * budget is taken first: a packet over the byte rate has spent one packet.
  */
 static __always_inline int fw_limit(const struct fw_rule *r,
 				    const struct fw_pkt *p, __u64 now)
 {
 	struct fw_limit_key key = { .rule_id = r->id };
 	struct fw_limit_state *st;
-	__u64 tat_p = 0, tat_b = 0;
-	bool over = false;
 
 	fw_src_key(p, &key.family, key.addr);
 	st = bpf_map_lookup_elem(&xdpr_fw_limits, &key);
@@ -226,23 +244,12 @@ static __always_inline int fw_limit(const struct fw_rule *r,
 		if (!st)
 			return -1;	/* cannot track it: do not punish it */
 	}
-	if (r->pkt_ns) {
-		tat_p = (st->tat_pkt > now ? st->tat_pkt : now) + r->pkt_ns;
-		over = tat_p - now > r->pkt_tau;
-	}
-	if (r->bps) {
-		tat_b = (st->tat_byte > now ? st->tat_byte : now) +
-			p->len * FW_NS_PER_SEC / r->bps;
-		over = over || tat_b - now > r->byte_tau;
-	}
-	if (over) {
+	if ((r->pkt_ns && !fw_gcra(&st->tat_pkt, now, r->pkt_ns, r->pkt_tau)) ||
+	    (r->bps && !fw_gcra(&st->tat_byte, now,
+				p->len * FW_NS_PER_SEC / r->bps, r->byte_tau))) {
 		fw_strike(r, p, st, now);
 		return REASON_FW_RATE_LIMIT;
 	}
-	if (r->pkt_ns)
-		st->tat_pkt = tat_p;
-	if (r->bps)
-		st->tat_byte = tat_b;
 	return -1;
 }
 

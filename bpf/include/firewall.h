@@ -328,6 +328,7 @@ struct fw_scan {
 	__u32 base;
 	__u32 k;
 	int reason;
+	bool done;	/* scanned to a verdict or to the end */
 };
 
 /* One step either takes the next candidate word from the summary or looks
@@ -342,8 +343,10 @@ static long fw_step(__u64 i, void *data)
 
 	if (!s->word) {
 		k = s->k;
-		if (k >= FW_SUMMARY_WORDS)
+		if (k >= FW_SUMMARY_WORDS) {
+			s->done = true;
 			return 1;
+		}
 		k &= FW_SUMMARY_WORDS - 1;
 		if (!s->sum[k]) {
 			s->k = k + 1;
@@ -360,6 +363,7 @@ static long fw_step(__u64 i, void *data)
 	if (reason == -2)
 		return 0;
 	s->reason = reason;
+	s->done = true;
 	return 1;
 }
 
@@ -419,7 +423,10 @@ static __noinline int fw_classify(struct fw_pkt *p)
 		m->unmet[i] = need ? need : empty;
 	}
 	bpf_loop(FW_MAX_STEPS, fw_step, &s, 0);
-	return s.reason;
+	/* out of steps (a frame matching over a thousand limit rules): fail
+	 * closed, never let it past the rules it did not reach
+	 */
+	return s.done ? s.reason : REASON_FW_UNPARSED;
 }
 
 /* The verdict as a constant: the router indexes its counters with it, and

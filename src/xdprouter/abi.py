@@ -70,8 +70,9 @@ class Reason(enum.IntEnum):
     # back out of the ingress like TX_SAME_IFACE, through the devmap: on veth,
     # XDP_TX does not wake the peer unless the peer runs an XDP program
     TX_VIA_DEVMAP = 32
-    # the firewall could not find the transport header (an IPv6 extension
-    # header chain longer than it walks, or truncated): it fails closed
+    # the firewall could not classify the frame (an IPv6 extension header
+    # chain longer than it walks or cut short, or more matching limit rules
+    # than its step budget): it fails closed
     FW_UNPARSED = 33
 
     @property
@@ -178,6 +179,8 @@ class FwRuleFlag(enum.IntFlag):
     PROTO = 1 << 1  # proto is set (else any protocol)
     SRC_SET = 1 << 2  # src_set names the source set (else src/src_len is a prefix)
     DST_SET = 1 << 3
+    SPORT = 1 << 4  # a source port range is set (0-65535 included: ports required)
+    DPORT = 1 << 5
 
 
 class FwGen(ctypes.Structure):

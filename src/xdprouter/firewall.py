@@ -719,8 +719,8 @@ def _decode(r: abi.FwRule, names: dict[int, str], slots: dict[int, str]) -> Rule
 
     src = addr(abi.FwRuleFlag.SRC_SET, r.src, r.src_len, r.src_set)
     dst = addr(abi.FwRuleFlag.DST_SET, r.dst, r.dst_len, r.dst_set)
-    sport = (r.sport_lo, r.sport_hi) if (r.sport_lo, r.sport_hi) != (0, 65535) else None
-    dport = (r.dport_lo, r.dport_hi) if (r.dport_lo, r.dport_hi) != (0, 65535) else None
+    sport = (r.sport_lo, r.sport_hi) if r.flags & abi.FwRuleFlag.SPORT else None
+    dport = (r.dport_lo, r.dport_hi) if r.flags & abi.FwRuleFlag.DPORT else None
     return Rule(
         action={v: k for k, v in ACTIONS.items()}[abi.FwAction(r.action)],
         src=src,
@@ -935,6 +935,8 @@ def _encode(r: Rule, policy: bool, links: dict[str, int], set_slots: dict[str, i
             setattr(e, f"{attr}_len", 0xFF)
     e.sport_lo, e.sport_hi = r.sport or (0, 65535)
     e.dport_lo, e.dport_hi = r.dport or (0, 65535)
+    # a range, even 0-65535, matches only protocols with ports: say so
+    e.flags |= (abi.FwRuleFlag.SPORT if r.sport else 0) | (abi.FwRuleFlag.DPORT if r.dport else 0)
     e.ifindex = links[r.iface] if r.iface else 0
     if r.action == "limit":
         e.pps, e.bps = r.pps, r.bps

@@ -105,3 +105,27 @@ def test_missing_files_are_one_line_errors(fl: FwLab) -> None:
         out = fl.lab.xdprouter(*args, check=False)
         assert out.returncode == 1
         assert out.stderr.count("\n") == 1 and out.stderr.startswith("xdprouter: error:"), out.stderr
+
+
+def test_running_out_of_classifier_steps_fails_closed(fl: FwLab) -> None:
+    """More matching limit rules than the step budget: the frame must not go
+    past the rules the classifier did not reach (a drop rule here)."""
+    many = [Rule.parse(action="limit", src="10.1.0.0/24", pps=100_000_000) for _ in range(1100)]
+    fl.fw(lambda f: f.replace([*many, Rule.parse(action="drop", src="10.1.0.0/24")]))
+    assert _verdict(fl, fl.frame()) == ("drop", Reason.FW_UNPARSED)
+    few = many[:100]
+    fl.fw(lambda f: f.replace([*few, Rule.parse(action="drop", src="10.1.0.0/24")]))
+    assert _verdict(fl, fl.frame()) == ("drop", Reason.FW_DROP)
+
+
+def test_a_full_port_range_survives_later_edits(fl: FwLab) -> None:
+    """0-65535 still means "has ports": read back and rewritten by an
+    unrelated edit, it must not turn into a rule on every protocol."""
+    from scapy.layers.inet import ICMP
+
+    fl.fw(lambda f: f.add(Rule.parse(action="drop", dport="0-65535")))
+    icmp = fl.frame(IP(src=H1, dst="10.2.0.2"), ICMP())
+    assert _verdict(fl, icmp) == ("redirect", Reason.FORWARD)
+    fl.fw(lambda f: f.add(Rule.parse(action="allow", src="192.0.2.0/24")))  # any edit rewrites the table
+    assert _verdict(fl, icmp) == ("redirect", Reason.FORWARD)
+    assert _verdict(fl, fl.frame(IP(src=H1, dst="10.2.0.2"), UDP(dport=7))) == ("drop", Reason.FW_DROP)

@@ -98,6 +98,9 @@ def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     ld.add_argument("file")
     bl = fsub.add_parser("blocked", help="sources blocked by limit rules now")
     bl.add_argument("--json", action="store_true")
+    ub = fsub.add_parser("unblock", help="lift blocks made by limit rules")
+    ub.add_argument("sources", nargs="*", metavar="ADDRESS")
+    ub.add_argument("--all", action="store_true", help="every blocked source")
     st = fsub.add_parser("set", help="named prefix sets")
     ssub = st.add_subparsers(dest="set_command", required=True, metavar="ACTION")
     sl = ssub.add_parser("load", help="create or replace a set from a file (one prefix a line)")
@@ -267,6 +270,10 @@ def _firewall(router: Router, args: argparse.Namespace) -> int:
             for r in rows:
                 what = r.rule.describe()
                 print(f"{r.position:>5} {r.rule.id:>5} {r.packets:>12} {r.bytes:>14}  {what}")
+    elif cmd == "unblock":
+        if args.all == bool(args.sources):
+            raise XdpRouterError("name sources to unblock, or --all")
+        print(f"unblocked {fw.unblock(None if args.all else args.sources)} source(s)")
     elif cmd == "blocked":
         blocked = fw.blocked()
         if args.json:

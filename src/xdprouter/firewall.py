@@ -40,7 +40,8 @@ _GEN_BITMAPS = abi.FW_MAX_BITMAPS // 2  # bitmap ids per generation (the last id
 _SET_NAME_LEN = 31
 _LPM_KEY = struct.Struct("<I4s16s")
 _MEMBARRIER_CMD_GLOBAL = 1
-_SYS_MEMBARRIER = 324  # x86_64
+# membarrier(2): x86_64 has its own number, the generic table (arm64, riscv) another
+_SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283, "riscv64": 283}.get(os.uname().machine, 283)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -363,6 +364,16 @@ class Firewall:
 
     # -- changing --------------------------------------------------------
 
+    def unblock(self, sources: list[str] | None = None) -> int:
+        """Lift blocks made by limit rules: these sources, or all (None)."""
+        for a in sources or []:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise UsageError(f"bad address {a!r}") from None
+        with self._open() as st:
+            return st.unblock(sources)
+
     def add(self, rule: Rule, position: int | None = None) -> Rule:
         with self._open() as st:
             rules, policies = st.read()
@@ -634,6 +645,7 @@ class _State:
         _membarrier()
         self._purge(1 - new_gen)
         self._forget_limits({r.id for r in rules if r.action == "limit"})
+        self._forget_blocks({r.id for r in rules if r.action == "limit" and r.block_after})
 
     def _forget_limits(self, keep: set[int]) -> None:
         """Bucket states of limit rules that are gone (ids are reused)."""
@@ -642,6 +654,28 @@ class _State:
             key = abi.FwLimitKey.from_buffer_copy(raw)
             if key.rule_id not in keep:
                 m.delete(key)
+
+    def _forget_blocks(self, keep: set[int]) -> None:
+        """Blocks made by rules that are gone or no longer block: a block
+        outlives its rule no longer than the rule itself."""
+        m = self.maps[abi.MAP_FW_BLOCKED]
+        for raw in list(m.raw_keys()):
+            key = abi.FwBlockKey.from_buffer_copy(raw)
+            val = m.lookup(key)
+            if val is not None and abi.FwBlock.from_buffer_copy(val).rule_id not in keep:
+                m.delete(key)
+
+    def unblock(self, sources: list[str] | None) -> int:
+        """Lift the blocks of these sources (all with None); how many were lifted."""
+        wanted = {ipaddress.ip_address(a) for a in sources} if sources is not None else None
+        m = self.maps[abi.MAP_FW_BLOCKED]
+        lifted = 0
+        for raw in list(m.raw_keys()):
+            key = abi.FwBlockKey.from_buffer_copy(raw)
+            addr = ipaddress.ip_address(bytes(key.addr[: 4 if key.family == 4 else 16]))
+            if wanted is None or addr in wanted:
+                lifted += m.delete(key)
+        return lifted
 
     def _assign_ids(self, rules: list[Rule], policies: dict[str, str], old: list[abi.FwRule]) -> None:
         used = {r.id for r in rules if r.id}

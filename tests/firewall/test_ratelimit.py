@@ -153,3 +153,19 @@ def test_one_source_on_two_cpus_gets_its_rate_not_twice_it(fl: FwLab) -> None:
     admitted = sum(moved.values())
     assert limited > admitted, "the flood was not over the limit: the test proves nothing"
     assert admitted <= pps * elapsed * 1.05 + 1, f"{admitted} admitted in {elapsed:.2f} s at {pps} pps"
+
+
+def test_blocks_can_be_lifted_and_go_with_their_rule(fl: FwLab) -> None:
+    limit(fl, pps=1, burst=1, block_after=2, block_seconds=60)
+    assert reasons(fl, 4)[-1] == Reason.FW_BLOCKED
+    out = fl.lab.xdprouter("firewall", "unblock", "10.1.0.2")
+    assert "unblocked 1 source" in out.stdout
+    assert fl.fw(lambda f: f.blocked()) == []
+    assert reasons(fl, 4)[-1] == Reason.FW_BLOCKED  # still offending: blocked again
+    fl.fw(lambda f: f.flush())  # the rule goes, and its blocks with it
+    assert fl.fw(lambda f: f.blocked()) == []
+    icmp = Rule.parse(action="limit", proto="icmp", pps=1, block_after=2, block_seconds=60)
+    fl.fw(lambda f: f.add(icmp))  # an unrelated blocking rule
+    assert fl.run(fl.frame()).reason != Reason.FW_BLOCKED
+    bad = fl.lab.xdprouter("firewall", "unblock", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("xdprouter: error:")

@@ -457,7 +457,7 @@ class Firewall:
                 for ref in (r.src, r.dst):
                     if ref and ref.startswith("@") and ref[1:] not in known:
                         raise UsageError(f"unknown set {ref[1:]!r}")
-            st.check(rules, policies)
+            st.dry_run(rules, policies, sets)  # refused here, nothing has changed yet
             for name, prefixes in sets.items():
                 st.load_set(name, prefixes)
             st.apply(rules, policies)
@@ -622,6 +622,20 @@ class _State:
         for iface in policies:
             if iface not in names:
                 raise UsageError(f"no interface {iface!r}")
+
+    def dry_run(self, rules: list[Rule], policies: dict[str, str], new_sets: Iterable[str]) -> None:
+        """Compile without writing anything, the sets about to be loaded
+        given the slots they would get: raises what apply() would refuse."""
+        self.check(rules, policies)
+        slots = {name: slot for name, (slot, _) in self.sets().items()}
+        free = [i for i in range(abi.FW_MAX_SETS) if i not in slots.values()]
+        for name in new_sets:
+            if name not in slots:
+                if not free:
+                    raise UsageError(f"too many sets (at most {abi.FW_MAX_SETS})")
+                slots[name] = free.pop(0)
+        links = {link.name: link.index for link in netlink.links()}
+        _compile(list(rules), policies, links, slots, 1 - self.state().gen, dict.fromkeys(policies, 0))
 
     def apply(self, rules: list[Rule], policies: dict[str, str]) -> None:
         self.check(rules, policies)

@@ -208,3 +208,23 @@ def test_loading_100k_prefixes_from_a_file_under_two_seconds(fl: FwLab, tmp_path
 def test_firewall_api_needs_an_attached_router() -> None:
     with pytest.raises(UsageError, match="not attached"):
         Firewall().rules()
+
+
+def test_a_refused_config_changes_no_set(fl: FwLab, tmp_path: Any) -> None:
+    """Refused for a limit only the compiler knows (too many set references):
+    the sets it names must not have been replaced already."""
+    first = tmp_path / "first.toml"
+    first.write_text(
+        '[firewall.sets]\nbogons = ["10.1.0.0/24"]\n[[firewall.rules]]\naction = "drop"\nsrc = "@bogons"\n'
+    )
+    fl.lab.xdprouter("firewall", "load", str(first))
+    assert verdict(fl, fl.frame()) == DROP
+    sets = "".join(f's{i} = ["198.18.{i}.0/24"]\n' for i in range(5))
+    rules = "".join(f'[[firewall.rules]]\naction = "drop"\nsrc = "@s{i}"\n' for i in range(5))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[firewall.sets]\nbogons = ["203.0.113.0/24"]\n{sets}{rules}')
+    out = fl.lab.xdprouter("firewall", "load", str(bad), check=False)
+    assert out.returncode == 1 and "at most" in out.stderr
+    assert verdict(fl, fl.frame()) == DROP  # bogons still holds 10.1.0.0/24
+    names = set(fl.fw(lambda f: [s.name for s in f.sets()]))  # type: ignore[arg-type]
+    assert not names & {f"s{i}" for i in range(5)}, "the refused config's new sets were loaded"

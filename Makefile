@@ -6,7 +6,7 @@ BUILD := build
 CLANG ?= clang
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 \
 	-I$(BUILD) -Ibpf -Ibpf/include -I/usr/include/x86_64-linux-gnu
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables iputils-ping
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables iputils-ping linux-perf
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)
 BPF_OBJECTS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SOURCES))
 BPF_HEADERS := $(wildcard bpf/*.h bpf/include/*.h) $(BUILD)/abi.h

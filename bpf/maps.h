@@ -59,6 +59,20 @@ struct {
 	__type(value, __be32);
 } xdpr_local4 SEC(".maps");
 
+/* The route hint: the last successful bpf_fib_lookup() on this CPU, its
+ * input and its result (see fib_lookup_hinted()).
+ */
+_Static_assert(sizeof(((struct fib_hint *)0)->out) == sizeof(struct bpf_fib_lookup),
+	       "fib_hint.out holds a struct bpf_fib_lookup");
+_Static_assert(FIB_KEY_WORDS * 8 == __builtin_offsetof(struct bpf_fib_lookup, ipv6_dst) + 16,
+	       "the key is the lookup's input up to the destination");
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fib_hint);
+} xdpr_fib_hint SEC(".maps");
+
 /* -- the firewall (bpf/include/firewall.h) ------------------------------ */
 
 /* [0]: is any rule loaded (the one check a frame pays without rules), and

@@ -7,6 +7,8 @@
  * varies source ports, destination and source addresses to make many flows
  * (the UDP checksum is left as the template has it).
  *
+ * xdp_gen_chain writes the same frames and hands them to another XDP program.
+ *
  * xdp_sink is attached to the receiving host: it counts and drops.
  */
 #include <linux/bpf.h>
@@ -39,6 +41,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counter);
 } sink_count SEC(".maps");
+
+/* The program xdp_gen_chain hands each written frame to (slot 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gen_next SEC(".maps");
 
 static __always_inline __u16 csum_fold(__u32 sum)
 {
@@ -79,14 +89,14 @@ static __always_inline int gen_ipv4(void *data, void *data_end,
 	struct udphdr *udp = (void *)(iph + 1);
 
 	if ((void *)(udp + 1) > data_end)
-		return XDP_ABORTED;
+		return -1;
 	__builtin_memcpy(data, cfg->header, GEN_V4_HDR);
 	if (cfg->dsts > 1 || cfg->srcs > 1)
 		ipv4_vary(iph, gen_offset(i, cfg->srcs, cfg->src_shift),
 			  gen_offset(i, cfg->dsts, cfg->dst_shift));
 	if (cfg->flows > 1)
 		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
-	return XDP_TX;
+	return 0;
 }
 
 static __always_inline int gen_ipv6(void *data, void *data_end,
@@ -98,7 +108,7 @@ static __always_inline int gen_ipv6(void *data, void *data_end,
 	__u32 *src = &ip6h->saddr.in6_u.u6_addr32[3];
 
 	if ((void *)(udp + 1) > data_end)
-		return XDP_ABORTED;
+		return -1;
 	__builtin_memcpy(data, cfg->header, GEN_V6_HDR);
 	if (cfg->dsts > 1)
 		*dst = bpf_htonl(bpf_ntohl(*dst) +
@@ -108,11 +118,11 @@ static __always_inline int gen_ipv6(void *data, void *data_end,
 				 gen_offset(i, cfg->srcs, cfg->src_shift));
 	if (cfg->flows > 1)
 		udp->source = bpf_htons(bpf_ntohs(udp->source) + i % cfg->flows);
-	return XDP_TX;
+	return 0;
 }
 
-SEC("xdp")
-int xdp_gen(struct xdp_md *ctx)
+/* Write the next frame of the sequence over the recycled one: 0 or -1. */
+static __always_inline int gen_write(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -123,11 +133,31 @@ int xdp_gen(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&gen_config, &key);
 	seq = bpf_map_lookup_elem(&gen_seq, &key);
 	if (!cfg || !seq)
-		return XDP_ABORTED;
+		return -1;
 	i = (*seq)++;
 	if (cfg->ipv6)
 		return gen_ipv6(data, data_end, cfg, i);
 	return gen_ipv4(data, data_end, cfg, i);
+}
+
+/* Run on a sending host: the frame leaves through its interface. */
+SEC("xdp")
+int xdp_gen(struct xdp_md *ctx)
+{
+	return gen_write(ctx) ? XDP_ABORTED : XDP_TX;
+}
+
+/* Run under BPF_PROG_RUN with an interface as ingress: each frame written
+ * goes to the XDP program in gen_next as if it had arrived there, so a test
+ * can feed a program a sequence of frames back to back.
+ */
+SEC("xdp")
+int xdp_gen_chain(struct xdp_md *ctx)
+{
+	if (gen_write(ctx))
+		return XDP_ABORTED;
+	bpf_tail_call(ctx, &gen_next, 0);
+	return XDP_ABORTED;
 }
 
 SEC("xdp")

@@ -138,6 +138,58 @@ static __always_inline int fib_reason(int rc, __u8 ttl)
 	}
 }
 
+static __always_inline bool fib_key_equal(const __u64 *a, const __u64 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] &&
+	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+}
+
+/* bpf_fib_lookup(), or its result for the same input moments ago.
+ *
+ * Linux looks a route up once for a run of frames to the same destination
+ * in one receive batch (ip_route_use_hint()); per frame, the FIB lookup is
+ * most of the fast path's cost. So a frame whose whole lookup input (ingress,
+ * addresses, tos or flow label, protocol, ports, length) equals the previous
+ * successful lookup's on this CPU reuses its result, for at most
+ * FIB_HINT_USES frames and FIB_HINT_NS after it: a route or neighbour change
+ * reaches a flow no later than that. The clock is read only when the input
+ * matches, and a hint starts with the second frame of a run, so interleaved
+ * flows pay no more than a compare and a copy.
+ */
+static __always_inline int fib_lookup_hinted(struct xdp_md *ctx,
+					     struct bpf_fib_lookup *fib)
+{
+	const __u64 *key = (const __u64 *)fib;
+	struct fib_hint *h;
+	__u32 zero = 0;
+	__u64 now;
+	int rc;
+
+	h = bpf_map_lookup_elem(&xdpr_fib_hint, &zero);
+	if (!h)
+		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (!fib_key_equal(h->key, key)) {
+		__builtin_memcpy(h->key, key, sizeof(h->key));
+		h->uses = FIB_HINT_USES;
+		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	}
+	now = bpf_ktime_get_ns();
+	if (h->uses < FIB_HINT_USES && now - h->stamp < FIB_HINT_NS) {
+		h->uses++;
+		__builtin_memcpy(fib, h->out, sizeof(*fib));
+		return BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(h->out, fib, sizeof(*fib));
+		h->stamp = now;
+		h->uses = 0;
+	} else {
+		h->uses = FIB_HINT_USES;
+	}
+	return rc;
+}
+
 /* Where the frame leaves: -1 to go ahead, or why it cannot. For another
  * interface this already sets the devmap redirect (with XDP_PASS as the
  * answer when the egress is not in the devmap, so no separate lookup), while
@@ -280,7 +332,7 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 				      const struct iface_config *cfg,
 				      struct cursor *c, bool ours)
 {
-	struct bpf_fib_lookup fib = {};
+	struct bpf_fib_lookup fib __attribute__((aligned(8))) = {};
 	struct iphdr *iph = parse_ipv4(c);
 	void *l3_end;
 	__u16 tot_len;
@@ -324,7 +376,7 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 	fib.ipv4_src = iph->saddr;
 	fib.ipv4_dst = iph->daddr;
 
-	reason = fib_reason(bpf_fib_lookup(ctx, &fib, sizeof(fib), 0), iph->ttl);
+	reason = fib_reason(fib_lookup_hinted(ctx, &fib), iph->ttl);
 	if (reason >= 0)
 		return reason;
 	reason = ipv4_source_reason(ctx, cfg, &fib, iph);
@@ -381,7 +433,7 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 				      const struct iface_config *cfg,
 				      struct cursor *c, bool ours)
 {
-	struct bpf_fib_lookup fib = {};
+	struct bpf_fib_lookup fib __attribute__((aligned(8))) = {};
 	struct ipv6hdr *ip6h = parse_ipv6(c);
 	void *l3_end;
 	__u16 plen;
@@ -425,8 +477,7 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 	__builtin_memcpy(fib.ipv6_src, &ip6h->saddr, sizeof(fib.ipv6_src));
 	__builtin_memcpy(fib.ipv6_dst, &ip6h->daddr, sizeof(fib.ipv6_dst));
 
-	reason = fib_reason(bpf_fib_lookup(ctx, &fib, sizeof(fib), 0),
-			    ip6h->hop_limit);
+	reason = fib_reason(fib_lookup_hinted(ctx, &fib), ip6h->hop_limit);
 	if (reason >= 0)
 		return reason;
 	reason = egress_reason(ctx, cfg, fib.ifindex, false);

@@ -300,11 +300,33 @@ MAP_IFACES_HI = "xdpr_ifaces_hi"
 MAP_TX_PORTS = "xdpr_tx_ports"
 MAP_STATS = "xdpr_stats"
 MAP_LOCAL4 = "xdpr_local4"
-ROUTER_MAPS = (MAP_IFACES, MAP_IFACES_HI, MAP_TX_PORTS, MAP_STATS, MAP_LOCAL4)
+MAP_FIB_HINT = "xdpr_fib_hint"
+ROUTER_MAPS = (MAP_IFACES, MAP_IFACES_HI, MAP_TX_PORTS, MAP_STATS, MAP_LOCAL4, MAP_FIB_HINT)
 
 # Interfaces are looked up in an array indexed by ifindex (inlined by the
 # verifier, no hashing); the rare larger ifindex goes to a hash.
 IFACE_ARRAY_SIZE = 4096
+
+# The route hint (bpf/xdp_router.bpf.c, fib_lookup_hinted()): per CPU, the
+# last successful bpf_fib_lookup() is reused for frames with the same lookup
+# input for at most FIB_HINT_USES frames within FIB_HINT_NS of the lookup, as
+# Linux reuses a route for the rest of a receive batch (ip_route_use_hint).
+FIB_HINT_NS = 16_000
+FIB_HINT_USES = 64
+FIB_KEY_WORDS = 6  # bpf_fib_lookup's input, family to destination address: 48 bytes
+
+
+class FibHint(ctypes.Structure):
+    """One per CPU (``xdpr_fib_hint``): the last successful lookup's input and result."""
+
+    _fields_ = [
+        ("key", ctypes.c_uint64 * FIB_KEY_WORDS),  # the lookup's input
+        ("out", ctypes.c_uint64 * 8),  # struct bpf_fib_lookup as the lookup left it
+        ("stamp", ctypes.c_uint64),  # bpf_ktime_get_ns() just before that lookup
+        ("uses", ctypes.c_uint32),  # frames that reused it; FIB_HINT_USES: no result to reuse
+        ("pad", ctypes.c_uint32),
+    ]
+
 
 # The namespace's IPv4 addresses, in an array used as an open-addressing
 # table: address a lives at slot local4_slot(a) or one of the next
@@ -390,7 +412,9 @@ def c_header() -> str:
     out += ["};", "", f"#define MAX_IFACES {MAX_IFACES}", f"#define UNCONFIGURED_SLOT {UNCONFIGURED_SLOT}"]
     out += [f"#define IFACE_ARRAY_SIZE {IFACE_ARRAY_SIZE}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}"]
     out += [f"#define LOCAL4_{k} {v}" for k, v in (("BITS", LOCAL4_BITS), ("SLOTS", LOCAL4_SLOTS))]
-    out += [f"#define LOCAL4_PROBES {LOCAL4_PROBES}", f"#define LOCAL4_MULT {LOCAL4_MULT:#x}u", ""]
+    out += [f"#define LOCAL4_PROBES {LOCAL4_PROBES}", f"#define LOCAL4_MULT {LOCAL4_MULT:#x}u"]
+    out += [f"#define FIB_HINT_{k} {v}" for k, v in (("NS", FIB_HINT_NS), ("USES", FIB_HINT_USES))]
+    out += [f"#define FIB_KEY_WORDS {FIB_KEY_WORDS}", ""]
     for name in (
         "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "
         "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP"
@@ -402,7 +426,7 @@ def c_header() -> str:
     out += [f"\tFW_RULE_{f.name} = {f.value}," for f in FwRuleFlag]
     out += ["};", ""]
     structs = (IfaceConfig, Counter, IfaceStats, GenConfig, FwSetInfo, FwState, FwGen, FwRule, FwBitmap, FwLpmKey)
-    structs += (FwIfprotoKey, FwLimitKey, FwLimitState, FwBlockKey, FwBlock)
+    structs += (FwIfprotoKey, FwLimitKey, FwLimitState, FwBlockKey, FwBlock, FibHint)
     for struct in structs:
         out.append(f"struct {_c_struct_name(struct)} {{")
         out += [_c_field(name, ctype) for name, ctype in struct._fields_]  # type: ignore[misc]

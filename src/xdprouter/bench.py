@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import bpf, fwbench
+from . import bpf, fwbench, profile
+from .errors import UsageError
 from .lab import Lab, netns, sh
 from .router import Router
 from .traffic import Traffic
 
 CONFIGS = ("linux", "xdprouter", "reference")
+PROFILED = ("ipv4-64B-1flow", "ipv4-64B-manyflows", "ipv6-64B-1flow", "ipv6-64B-manyflows")  # with --profile
 ROUTES_V4 = "10.200.0.0/16"  # many-destination cases: routed via h2, one neighbour
 ROUTES_V6 = "fd00:200::/64"
 TABLE_BASE = 11 << 24  # the full-table case: /24s from 11.0.0.0 upwards
@@ -111,6 +113,7 @@ class Report:
     table_load_seconds: float
     notes: list[str]
     firewall: fwbench.FirewallReport | None = None
+    profiles: dict[str, dict[str, profile.Profile]] = field(default_factory=dict)  # case -> config -> profile
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -122,6 +125,7 @@ class Report:
             "table_load_seconds": self.table_load_seconds,
             "notes": self.notes,
             "firewall": self.firewall.as_dict() if self.firewall else None,
+            "profiles": {c: {k: p.as_dict() for k, p in by.items()} for c, by in self.profiles.items()},
         }
 
 
@@ -149,8 +153,12 @@ def build_frame(lab: Lab, case: Case, router_mac: str, host_mac: str) -> bytes:
 
 
 class Bench:
-    def __init__(self, lab: Lab, traffic: Traffic, frames: int, reps: int, log: Callable[[str], None]) -> None:
+    def __init__(
+        self, lab: Lab, traffic: Traffic, frames: int, reps: int, log: Callable[[str], None], profiling: bool = False
+    ) -> None:
         self.lab = lab
+        self.profiling = profiling
+        self.profiles: dict[str, dict[str, profile.Profile]] = {}
         self.traffic = traffic
         self.frames = frames
         self.reps = reps
@@ -274,8 +282,16 @@ class Bench:
                     runs = results.setdefault((case.name, config), [])
                     runs += [self.measure(config, case) for _ in range(self.reps)]
                     runs[-1].prog_ns = self.program_ns(case)
+                    if self.profiling and case.name in PROFILED:
+                        self.profiles.setdefault(case.name, {})[config] = self.profiled(config, case)
                     med = statistics.median(r.pps for r in runs)
                     self.log(f"  {case.name:<22} {config:<10} {med / 1e6:7.2f} Mpps  loss {runs[-1].loss:6.2%}")
+
+    def profiled(self, config: str, case: Case) -> profile.Profile:
+        """Where CPU 0's time goes in one more measurement, under perf."""
+        with profile.recording(cpu=0) as out:
+            self.measure(config, case)
+        return out[0]
 
     def program_costs(self, repeat: int = 200_000) -> dict[str, float]:
         """ns per frame of the program alone on the paths that leave a frame
@@ -322,12 +338,16 @@ def run(
     table_routes: int = 800_000,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
     firewall: tuple[int, int] | None = None,
+    profiled: bool = False,
 ) -> Report:
-    """``firewall``: also the firewall part (fwbench.py), with (rules, set prefixes)."""
+    """``firewall``: also the firewall part (fwbench.py), with (rules, set prefixes);
+    ``profiled``: also where the time goes in the 64-byte cases (perf, profile.py)."""
+    if profiled and not profile.available():
+        raise UsageError("perf not found: install Debian's linux-perf to use --profile")
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {0})  # one core generates; the NAPI work follows it
     try:
-        return _run(frames, reps, table_routes, log, firewall)
+        return _run(frames, reps, table_routes, log, firewall, profiled)
     finally:
         os.sched_setaffinity(0, cpus)
 
@@ -345,7 +365,12 @@ def _bpf_stats() -> Iterator[None]:
 
 
 def _run(
-    frames: int, reps: int, table_routes: int, log: Callable[[str], None], firewall: tuple[int, int] | None = None
+    frames: int,
+    reps: int,
+    table_routes: int,
+    log: Callable[[str], None],
+    firewall: tuple[int, int] | None = None,
+    profiled: bool = False,
 ) -> Report:
     results: dict[tuple[str, str], list[Measurement]] = {}
     notes = [
@@ -354,7 +379,7 @@ def _run(
     ]
     cases = default_cases(table_routes)
     with Lab("xdprbench") as lab, Traffic() as traffic:
-        bench = Bench(lab, traffic, frames, reps, log)
+        bench = Bench(lab, traffic, frames, reps, log, profiled)
         bench.prepare()
         log(f"measuring (median of {reps} runs each):")
         bench.run_cases([c for c in cases if not c.table], results)
@@ -393,7 +418,17 @@ def _run(
             "reference/linux": round(ref / lin, 3) if lin else 0.0,
             "xdprouter/reference": round(xdp / ref, 3) if ref else 0.0,
         }
-    return Report(summary, ratios, program_ns, instructions, table_routes, round(table_seconds, 1), notes, fw_report)
+    return Report(
+        summary,
+        ratios,
+        program_ns,
+        instructions,
+        table_routes,
+        round(table_seconds, 1),
+        notes,
+        fw_report,
+        bench.profiles,
+    )
 
 
 def table(report: Report) -> str:
@@ -425,8 +460,29 @@ def table(report: Report) -> str:
     lines.append("instructions (verified / translated):")
     lines += [f"  {name:<12} {v['verified']:>6} / {v['xlated']}" for name, v in report.instructions.items()]
     lines += [f"note: {n}" for n in report.notes]
+    if report.profiles:
+        lines += ["", profile_table(report)]
     if report.firewall:
         lines += ["", fwbench.table(report.firewall)]
+    return "\n".join(lines)
+
+
+def profile_table(report: Report) -> str:
+    """Per case: each part's share of CPU 0's busy time, and about how many ns
+    of the unprofiled run's CPU time per frame that is."""
+    cpu = {(r.case, r.config): r.cpu_ns_per_frame for r in report.results}
+    lines = ["where CPU 0's busy time goes (perf; share, and ≈ ns per delivered frame):"]
+    for case, by in report.profiles.items():
+        configs = [c for c in CONFIGS if c in by]
+        lines.append(f"  {case:<30}" + "".join(f"{c:>18}" for c in configs))
+        for part in [*profile.PARTS, "other"]:
+            if part == "idle":
+                continue
+            cells = "".join(
+                f"{by[c].parts.get(part, 0.0):>9.1%} {by[c].parts.get(part, 0.0) * cpu.get((case, c), 0.0):>5.0f} ns"
+                for c in configs
+            )
+            lines.append(f"    {part:<28}{cells}")
     return "\n".join(lines)
 
 
@@ -461,6 +517,7 @@ def main_bench(
     table_routes: int,
     firewall: tuple[int, int] | None = None,
     firewall_only: bool = False,
+    profiled: bool = False,
 ) -> int:
     """``firewall``: (rules, set prefixes) of the firewall part; ``firewall_only``: nothing else."""
     if firewall_only:
@@ -468,7 +525,7 @@ def main_bench(
         fw = fwbench.run(frames=frames, reps=reps, rules=rules, set_prefixes=prefixes)
         print(json.dumps(fw.as_dict(), indent=2) if json_out else fwbench.table(fw))
         return 0
-    report = run(frames=frames, reps=reps, table_routes=table_routes, firewall=firewall)
+    report = run(frames=frames, reps=reps, table_routes=table_routes, firewall=firewall, profiled=profiled)
     if plot_path:
         Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
         plot(report, plot_path)

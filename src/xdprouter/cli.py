@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--firewall", action="store_true", help="also the firewall: drop rate vs nftables, forwarding with rules"
     )
     b.add_argument("--firewall-only", action="store_true", help="only the firewall part")
+    b.add_argument("--profile", action="store_true", help="also where CPU time goes in the 64-byte cases (perf)")
     b.add_argument("--fw-rules", type=int, default=10_000, help="rules in the firewall forwarding case")
     b.add_argument("--fw-prefixes", type=int, default=1_000_000, help="prefixes in its set (0: no set)")
     _firewall_parser(sub)
@@ -226,7 +227,7 @@ def _bench(router: Router, args: argparse.Namespace) -> int:
     from .bench import main_bench
 
     fw = (args.fw_rules, args.fw_prefixes) if args.firewall or args.firewall_only else None
-    return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, fw, args.firewall_only)
+    return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, fw, args.firewall_only, args.profile)
 
 
 def _firewall(router: Router, args: argparse.Namespace) -> int:

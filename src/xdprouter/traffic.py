@@ -38,6 +38,8 @@ class Traffic:
             raise UsageError(f"BPF object {path} not found: run `make bpf` first")
         self._obj = bpf.Object(str(path))
         self.gen = self._obj.program("xdp_gen")
+        self._chain = self._obj.program("xdp_gen_chain")
+        self._next = self._obj.map("gen_next")
         self.sink = self._obj.program("xdp_sink")
         self._config = self._obj.map("gen_config")
         self._seq = self._obj.map("gen_seq")
@@ -64,12 +66,17 @@ class Traffic:
         srcs: int = 1,
         src_shift: int = 0,
         batch_size: int = 64,
+        through: bpf.Program | None = None,
     ) -> SendResult:
         """Send ``count`` copies of ``frame`` out of ``ifindex`` (caller's netns).
 
         ``flows`` source ports, ``dsts`` destination addresses and ``srcs``
         source addresses, counting up from the frame's own (addresses in steps
         of ``1 << dst_shift`` and ``1 << src_shift``), are cycled through.
+
+        ``through``: instead, run that XDP program on the frames, back to back
+        in one BPF_PROG_RUN (not live: verdicts are counted by the program, the
+        frames go nowhere), as if they had arrived on ``ifindex``.
         """
         ipv6 = frame[12:14] == b"\x86\xdd"
         if len(frame) < (62 if ipv6 else 42):
@@ -80,8 +87,16 @@ class Traffic:
         header = frame[: abi.GEN_HDR_LEN].ljust(abi.GEN_HDR_LEN, b"\0")
         config.header[:] = list(header)
         self._config.update(ctypes.c_uint32(0), config)
+        self._seq.update(ctypes.c_uint32(0), bytes(8 * bpf.possible_cpus()))  # every run starts at frame 0
         start = time.perf_counter()
-        self.gen.test_run(frame, ingress_ifindex=ifindex, repeat=count, live_frames=True, batch_size=batch_size)
+        if through is not None:
+            self._next.update(ctypes.c_uint32(0), ctypes.c_uint32(through.fd))
+            try:
+                self._chain.test_run(frame, ingress_ifindex=ifindex, repeat=count)
+            finally:
+                self._next.delete(ctypes.c_uint32(0))
+        else:
+            self.gen.test_run(frame, ingress_ifindex=ifindex, repeat=count, live_frames=True, batch_size=batch_size)
         return SendResult(count, time.perf_counter() - start)
 
     def attach_sink(self, ifindex: int, mode: str = "native") -> None:

@@ -64,8 +64,6 @@ struct {
  */
 _Static_assert(sizeof(((struct fib_hint *)0)->out) == sizeof(struct bpf_fib_lookup),
 	       "fib_hint.out holds a struct bpf_fib_lookup");
-_Static_assert(FIB_KEY_WORDS * 8 == __builtin_offsetof(struct bpf_fib_lookup, ipv6_dst) + 16,
-	       "the key is the lookup's input up to the destination");
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

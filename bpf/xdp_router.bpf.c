@@ -138,10 +138,26 @@ static __always_inline int fib_reason(int rc, __u8 ttl)
 	}
 }
 
-static __always_inline bool fib_key_equal(const __u64 *a, const __u64 *b)
+/* The lookup's whole input as FIB_KEY_WORDS words. Each field is read at
+ * the width it was written with: a wide load over narrow stores would stall
+ * the CPU (no store forwarding) for longer than the compare takes.
+ */
+static __always_inline void fib_key(__u64 *k, const struct bpf_fib_lookup *fib)
 {
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] &&
-	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+	k[0] = fib->family | (__u64)fib->l4_protocol << 8 |
+	       (__u64)fib->sport << 16 | (__u64)fib->dport << 32 |
+	       (__u64)fib->tot_len << 48;
+	if (fib->family == AF_INET) {
+		k[1] = fib->ifindex | (__u64)fib->tos << 32;
+		k[2] = fib->ipv4_src | (__u64)fib->ipv4_dst << 32;
+		k[3] = k[4] = k[5] = 0;
+		return;
+	}
+	k[1] = fib->ifindex | (__u64)fib->flowinfo << 32;
+	k[2] = fib->ipv6_src[0] | (__u64)fib->ipv6_src[1] << 32;
+	k[3] = fib->ipv6_src[2] | (__u64)fib->ipv6_src[3] << 32;
+	k[4] = fib->ipv6_dst[0] | (__u64)fib->ipv6_dst[1] << 32;
+	k[5] = fib->ipv6_dst[2] | (__u64)fib->ipv6_dst[3] << 32;
 }
 
 /* bpf_fib_lookup(), or its result for the same input moments ago.
@@ -154,22 +170,29 @@ static __always_inline bool fib_key_equal(const __u64 *a, const __u64 *b)
  * FIB_HINT_USES frames and FIB_HINT_NS after it: a route or neighbour change
  * reaches a flow no later than that. The clock is read only when the input
  * matches, and a hint starts with the second frame of a run, so interleaved
- * flows pay no more than a compare and a copy.
+ * flows pay no more than a compare.
+ *
+ * A global function: the verifier checks it once, on its own, instead of
+ * every path after it once per way through it.
  */
-static __always_inline int fib_lookup_hinted(struct xdp_md *ctx,
-					     struct bpf_fib_lookup *fib)
+__attribute__((noinline))
+int fib_lookup_hinted(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
 {
-	const __u64 *key = (const __u64 *)fib;
+	__u64 k[FIB_KEY_WORDS];
 	struct fib_hint *h;
 	__u32 zero = 0;
 	__u64 now;
 	int rc;
 
+	if (!fib)
+		return -1;
 	h = bpf_map_lookup_elem(&xdpr_fib_hint, &zero);
 	if (!h)
 		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
-	if (!fib_key_equal(h->key, key)) {
-		__builtin_memcpy(h->key, key, sizeof(h->key));
+	fib_key(k, fib);
+	if (h->key[0] != k[0] || h->key[1] != k[1] || h->key[2] != k[2] ||
+	    h->key[3] != k[3] || h->key[4] != k[4] || h->key[5] != k[5]) {
+		__builtin_memcpy(h->key, k, sizeof(k));
 		h->uses = FIB_HINT_USES;
 		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	}

@@ -313,14 +313,14 @@ IFACE_ARRAY_SIZE = 4096
 # Linux reuses a route for the rest of a receive batch (ip_route_use_hint).
 FIB_HINT_NS = 16_000
 FIB_HINT_USES = 64
-FIB_KEY_WORDS = 6  # bpf_fib_lookup's input, family to destination address: 48 bytes
+FIB_KEY_WORDS = 6  # bpf_fib_lookup's input (family to destination address) packed into 64-bit words
 
 
 class FibHint(ctypes.Structure):
     """One per CPU (``xdpr_fib_hint``): the last successful lookup's input and result."""
 
     _fields_ = [
-        ("key", ctypes.c_uint64 * FIB_KEY_WORDS),  # the lookup's input
+        ("key", ctypes.c_uint64 * FIB_KEY_WORDS),  # the lookup's input, packed (fib_key())
         ("out", ctypes.c_uint64 * 8),  # struct bpf_fib_lookup as the lookup left it
         ("stamp", ctypes.c_uint64),  # bpf_ktime_get_ns() just before that lookup
         ("uses", ctypes.c_uint32),  # frames that reused it; FIB_HINT_USES: no result to reuse

@@ -35,6 +35,11 @@ ROUTES_V4 = "10.200.0.0/16"  # many-destination cases: routed via h2, one neighb
 ROUTES_V6 = "fd00:200::/64"
 TABLE_BASE = 11 << 24  # the full-table case: /24s from 11.0.0.0 upwards
 SPREAD_COVER = ("8.0.0.0/5", "16.0.0.0/4")  # 8.0.0.0-31.255.255.255: every /24 of an 800,000-route table
+# (covering routes, full table, which destinations)
+TABLE_PAIRS = (
+    ("ipv4-64B-spread", "ipv4-64B-fulltable", "a destination in every /24 of the table"),
+    ("ipv4-64B-spread-sparse", "ipv4-64B-fulltable-sparse", "a destination in one /24 of every 256"),
+)
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,16 @@ def default_cases(table_routes: int) -> list[Case]:
         ]
     if table_routes:
         # the same destinations twice: first under two covering routes, then
-        # with one /24 route each, so the difference is the table's alone
-        spread = {"flows": 1024, "dsts": table_routes, "dst_shift": 8, "spread": True}
-        cases.append(Case("ipv4-64B-spread", False, 60, **spread))  # type: ignore[arg-type]
-        cases.append(Case("ipv4-64B-fulltable", False, 60, table=True, **spread))  # type: ignore[arg-type]
+        # with one /24 route each, so the difference is the table's alone;
+        # destinations in every /24 of the table (each lookup a cold walk),
+        # and in one /24 of every 256 (a few thousand, as traffic that
+        # concentrates on fewer prefixes)
+        for (base, full, _), dsts, shift in zip(
+            TABLE_PAIRS, (table_routes, max(1, table_routes >> 8)), (8, 16), strict=True
+        ):
+            spread = {"flows": 1024, "dsts": dsts, "dst_shift": shift, "spread": True}
+            cases.append(Case(base, False, 60, **spread))  # type: ignore[arg-type]
+            cases.append(Case(full, False, 60, table=True, **spread))  # type: ignore[arg-type]
     return cases
 
 
@@ -114,12 +125,14 @@ class Report:
     notes: list[str]
     firewall: fwbench.FirewallReport | None = None
     profiles: dict[str, dict[str, profile.Profile]] = field(default_factory=dict)  # case -> config -> profile
+    forwarding_ns: dict[str, dict[str, float]] = field(default_factory=dict)  # case -> config -> ns per frame
 
     def as_dict(self) -> dict[str, object]:
         return {
             "results": [asdict(r) for r in self.results],
             "ratios": self.ratios,
             "program_ns_per_frame": self.program_ns,
+            "forwarding_ns_per_frame": self.forwarding_ns,
             "instructions": self.instructions,
             "table_routes": self.table_routes,
             "table_load_seconds": self.table_load_seconds,
@@ -180,6 +193,13 @@ class Bench:
             lab.ip(lab.router, "route", "add", covering, "via", lab.h2.ip4)
         for flag, addr in (("-4", lab.h2.ip4), ("-6", lab.h2.ip6)):
             lab.run(lab.h1.ns, "ping", flag, "-c", "1", "-W", "2", addr)
+        # the sink drops h2's ARP/ND answers too: a neighbour that aged out
+        # could never be resolved again, so h2's entries are made permanent
+        h2_mac = lab.mac(lab.h2.ns, lab.h2.iface)
+        for addr in (lab.h2.ip4, lab.h2.ip6):
+            lab.ip(
+                lab.router, "neigh", "replace", addr, "lladdr", h2_mac, "dev", lab.router_ifaces[1], "nud", "permanent"
+            )
         with netns(lab.h2.ns):
             self.traffic.attach_sink(self.h2_ifindex)
 
@@ -285,7 +305,7 @@ class Bench:
                     if self.profiling and case.name in PROFILED:
                         self.profiles.setdefault(case.name, {})[config] = self.profiled(config, case)
                     med = statistics.median(r.pps for r in runs)
-                    self.log(f"  {case.name:<22} {config:<10} {med / 1e6:7.2f} Mpps  loss {runs[-1].loss:6.2%}")
+                    self.log(f"  {case.name:<26} {config:<10} {med / 1e6:7.2f} Mpps  loss {runs[-1].loss:6.2%}")
 
     def profiled(self, config: str, case: Case) -> profile.Profile:
         """Where CPU 0's time goes in one more measurement, under perf."""
@@ -318,6 +338,39 @@ class Bench:
             for name, pkt in paths.items():
                 out[name] = router.test_run(bytes(pkt), "veth1", repeat=repeat).duration_ns
         return out
+
+    def forwarding_costs(self, cases: list[Case], repeat: int = 300_000) -> dict[str, dict[str, float]]:
+        """ns per frame of each program on the forwarding path, BPF_PROG_RUN
+        with repeat: the generator writes every frame afresh and tail-calls the
+        program (traffic.send_through), nothing is sent (no veth, no sink);
+        the generator's own cost, measured alone, is taken off. Best of 3."""
+        lab = self.lab
+        with netns(lab.router):
+            veth1 = socket.if_nametoindex(lab.router_ifaces[0])
+        out: dict[str, dict[str, float]] = {}
+        for config in ("xdprouter", "reference"):
+            with self.configured(config), netns(lab.router):
+                if config == "xdprouter":
+                    info = Router().program_info()
+                    assert info is not None
+                    prog = bpf.Program.from_id(info.id)
+                else:
+                    assert self._reference is not None
+                    prog = bpf.Program(self._reference.program("xdp_reference").fd)
+                try:
+                    for case in cases:
+                        frame = build_frame(lab, case, self.router_mac, self.host_mac)
+                        kw = {"flows": case.flows, "dsts": case.dsts, "dst_shift": case.dst_shift}
+                        ns = self._best_ns(prog, veth1, frame, repeat, kw) - self._best_ns(
+                            None, veth1, frame, repeat, kw
+                        )
+                        out.setdefault(case.name, {})[config] = float(max(0, ns))
+                finally:
+                    prog.close()  # a no-op for the reference's borrowed fd
+        return out
+
+    def _best_ns(self, prog: bpf.Program | None, ifindex: int, frame: bytes, repeat: int, kw: dict[str, int]) -> int:
+        return min(self.traffic.send_through(prog, ifindex, frame, repeat, **kw).ns_per_frame for _ in range(3))
 
     def instructions(self) -> dict[str, dict[str, int]]:
         out = {}
@@ -392,6 +445,7 @@ def _run(
         fw_report = fwbench.run_firewall(bench, *firewall, log=log) if firewall else None
         log("program cost per verdict path (BPF_PROG_RUN, repeat)...")
         program_ns = bench.program_costs()
+        forwarding_ns = bench.forwarding_costs([c for c in cases if c.name in PROFILED])
         instructions = bench.instructions()
         with netns(lab.h2.ns):
             traffic.detach_sink(bench.h2_ifindex)
@@ -428,34 +482,44 @@ def _run(
         notes,
         fw_report,
         bench.profiles,
+        forwarding_ns,
     )
 
 
 def table(report: Report) -> str:
-    lines = [f"{'case':<22} {'linux':>9} {'xdprouter':>10} {'reference':>10}   {'xdpr/linux':>10} {'xdpr/ref':>9}"]
+    lines = [f"{'case':<26} {'linux':>9} {'xdprouter':>10} {'reference':>10}   {'xdpr/linux':>10} {'xdpr/ref':>9}"]
     by = {(r.case, r.config): r for r in report.results}
     for case, ratio in report.ratios.items():
         cells = [f"{by[(case, c)].mpps:>{w}.2f}" for c, w in zip(CONFIGS, (9, 10, 10), strict=True)]
         lines.append(
-            f"{case:<22} {' '.join(cells)}   {ratio['xdprouter/linux']:>9.2f}x {ratio['xdprouter/reference']:>8.2f}x"
+            f"{case:<26} {' '.join(cells)}   {ratio['xdprouter/linux']:>9.2f}x {ratio['xdprouter/reference']:>8.2f}x"
         )
     lines.append("(Mpps delivered to h2; ratios of medians measured in this run)")
     lines.append("")
     lines.append("loss, CPU time (busy ns of all CPUs per delivered frame) and the XDP program's own ns per frame:")
     for r in report.results:
         prog = f"  program {r.prog_ns_per_frame:5.0f} ns" if r.config != "linux" else ""
-        lines.append(f"  {r.case:<22} {r.config:<10} loss {r.loss:6.2%}  cpu {r.cpu_ns_per_frame:6.0f} ns{prog}")
-    if "ipv4-64B-fulltable" in report.ratios:
-        lines.append(f"\n{report.table_routes} routes (loaded in {report.table_load_seconds} s), same destinations:")
+        lines.append(f"  {r.case:<26} {r.config:<10} loss {r.loss:6.2%}  cpu {r.cpu_ns_per_frame:6.0f} ns{prog}")
+    for base_case, full_case, what in TABLE_PAIRS:
+        if full_case not in report.ratios:
+            continue
+        lines.append(f"\n{report.table_routes} routes (loaded in {report.table_load_seconds} s), {what}:")
         for config in CONFIGS:
-            base = by.get(("ipv4-64B-spread", config))
-            full = by.get(("ipv4-64B-fulltable", config))
+            base = by.get((base_case, config))
+            full = by.get((full_case, config))
             if base and full:
                 lines.append(
                     f"  {config:<10} {full.mpps:.2f} Mpps vs {base.mpps:.2f} under two covering routes: "
                     f"the table costs {(1 - full.mpps / base.mpps):.1%}"
                 )
-    lines.append("\nxdprouter's cost on paths that leave the frame as it is (BPF_PROG_RUN repeat, ns per frame):")
+    lines.append(
+        "\nthe program's cost on the forwarding path (BPF_PROG_RUN repeat, frames written afresh, ns per frame):"
+    )
+    lines += [
+        f"  {case:<32} " + "  ".join(f"{c} {ns:5.0f}" for c, ns in by.items())
+        for case, by in report.forwarding_ns.items()
+    ]
+    lines.append("xdprouter's cost on paths that leave the frame as it is (BPF_PROG_RUN repeat, ns per frame):")
     lines += [f"  {name:<32} {ns:>5.0f}" for name, ns in report.program_ns.items()]
     lines.append("instructions (verified / translated):")
     lines += [f"  {name:<12} {v['verified']:>6} / {v['xlated']}" for name, v in report.instructions.items()]

@@ -26,7 +26,12 @@ from .errors import UsageError
 # part -> symbol patterns (re.fullmatch), first match wins
 PARTS: dict[str, tuple[str, ...]] = {
     "idle": (r"pv_native_safe_halt", r"default_idle.*", r"cpu_idle.*", r"do_idle", r"acpi_idle.*"),
-    "program under test": (r"bpf_prog_\w+_xdp_router", r"bpf_prog_\w+_xdp_reference"),
+    "program under test": (
+        r"bpf_prog_\w+_xdp_router",
+        r"bpf_prog_\w+_xdp_reference",
+        r"bpf_prog_\w+_fib_lookup_hinted",
+    ),
+    "clock reads (route hint)": (r"read_tsc", r"ktime_get\w*", r"bpf_ktime_get\w*", r"kvm_clock_\w+", r"pvclock_\w+"),
     "load generator and sink": (
         r"bpf_prog_\w+_xdp_gen\w*",
         r"bpf_prog_\w+_xdp_sink",

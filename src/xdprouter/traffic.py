@@ -27,6 +27,7 @@ def default_object_path() -> Path:
 class SendResult:
     frames: int
     seconds: float
+    ns_per_frame: int = 0  # send_through: BPF_PROG_RUN's average per frame
 
 
 class Traffic:
@@ -66,18 +67,39 @@ class Traffic:
         srcs: int = 1,
         src_shift: int = 0,
         batch_size: int = 64,
-        through: bpf.Program | None = None,
     ) -> SendResult:
         """Send ``count`` copies of ``frame`` out of ``ifindex`` (caller's netns).
 
         ``flows`` source ports, ``dsts`` destination addresses and ``srcs``
         source addresses, counting up from the frame's own (addresses in steps
         of ``1 << dst_shift`` and ``1 << src_shift``), are cycled through.
-
-        ``through``: instead, run that XDP program on the frames, back to back
-        in one BPF_PROG_RUN (not live: verdicts are counted by the program, the
-        frames go nowhere), as if they had arrived on ``ifindex``.
         """
+        self._configure(frame, flows=flows, dsts=dsts, dst_shift=dst_shift, srcs=srcs, src_shift=src_shift)
+        start = time.perf_counter()
+        self.gen.test_run(frame, ingress_ifindex=ifindex, repeat=count, live_frames=True, batch_size=batch_size)
+        return SendResult(count, time.perf_counter() - start)
+
+    def send_through(
+        self, program: bpf.Program | None, ifindex: int, frame: bytes, count: int, **vary: int
+    ) -> SendResult:
+        """Run ``program`` on the frames ``send`` would make, back to back in
+        one BPF_PROG_RUN, as if they had arrived on ``ifindex`` (not live: the
+        program counts its verdicts, the frames go nowhere). ``None``: the
+        generator alone. ``ns_per_frame`` is BPF_PROG_RUN's own average."""
+        self._configure(frame, **vary)
+        if program is not None:
+            self._next.update(ctypes.c_uint32(0), ctypes.c_uint32(program.fd))
+        start = time.perf_counter()
+        try:
+            run = self._chain.test_run(frame, ingress_ifindex=ifindex, repeat=count)
+        finally:
+            if program is not None:
+                self._next.delete(ctypes.c_uint32(0))
+        return SendResult(count, time.perf_counter() - start, run.duration_ns)
+
+    def _configure(
+        self, frame: bytes, *, flows: int = 1, dsts: int = 1, dst_shift: int = 0, srcs: int = 1, src_shift: int = 0
+    ) -> None:
         ipv6 = frame[12:14] == b"\x86\xdd"
         if len(frame) < (62 if ipv6 else 42):
             raise UsageError("frames must hold Ethernet, IP and UDP headers")
@@ -88,16 +110,6 @@ class Traffic:
         config.header[:] = list(header)
         self._config.update(ctypes.c_uint32(0), config)
         self._seq.update(ctypes.c_uint32(0), bytes(8 * bpf.possible_cpus()))  # every run starts at frame 0
-        start = time.perf_counter()
-        if through is not None:
-            self._next.update(ctypes.c_uint32(0), ctypes.c_uint32(through.fd))
-            try:
-                self._chain.test_run(frame, ingress_ifindex=ifindex, repeat=count)
-            finally:
-                self._next.delete(ctypes.c_uint32(0))
-        else:
-            self.gen.test_run(frame, ingress_ifindex=ifindex, repeat=count, live_frames=True, batch_size=batch_size)
-        return SendResult(count, time.perf_counter() - start)
 
     def attach_sink(self, ifindex: int, mode: str = "native") -> None:
         bpf.xdp_attach(ifindex, self.sink.fd, mode)

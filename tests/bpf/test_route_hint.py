@@ -56,7 +56,7 @@ def feed(dp: DataPlane, frame: bytes, n: int, **vary: int) -> dict[Verdict, int]
         veth1 = socket.if_nametoindex("veth1")
         before = Router().stats()["veth1"]
         with Traffic() as traffic, bpf.opened_program(info.id) as router:
-            traffic.send(veth1, frame, n, through=router, **vary)
+            traffic.send_through(router, veth1, frame, n, **vary)
         after = Router().stats()["veth1"]
     return {v: after.packets(v) - before.packets(v) for v in Verdict}
 

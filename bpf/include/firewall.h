@@ -367,13 +367,21 @@ static long fw_step(__u64 i, void *data)
 	return 1;
 }
 
-static __noinline int fw_classify(struct fw_pkt *p)
+/* The rules' verdict for p, or -1. A global function: the verifier checks
+ * it once, on its own, instead of once per call site (plain and VLAN-tagged,
+ * IPv4 and IPv6), which took the program from 855,172 processed instructions
+ * to 88,055 (the limit is 1,000,000).
+ */
+__noinline int fw_classify(struct fw_pkt *p)
 {
 	struct fw_scan s = { .p = p, .reason = -1 };
-	struct fw_gen *g = bpf_map_lookup_elem(&xdpr_fw_gens, &p->gen);
 	struct fw_match *m = &s.m;
 	struct fw_bitmap *empty;
+	struct fw_gen *g;
 
+	if (!p)
+		return -1;
+	g = bpf_map_lookup_elem(&xdpr_fw_gens, &p->gen);
 	if (!g)
 		return -1;
 	/* the clock is read only where it is needed: blocks here, limit rules

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import socket
 import struct
 import time
@@ -403,7 +404,8 @@ class Firewall:
     def set_policy(self, iface: str, action: str) -> None:
         if action not in ("allow", "drop"):
             raise UsageError(f"unknown policy {action!r} (allow or drop)")
-        netlink.resolve([iface])
+        if not _GONE.fullmatch(iface):  # "ifindex:N": a deleted interface's policy (check() decides)
+            netlink.resolve([iface])
         with self._open() as st:
             rules, policies = st.read()
             policies[iface] = action
@@ -462,6 +464,26 @@ class Firewall:
                 st.load_set(name, prefixes)
             st.apply(rules, policies)
         return {"rules": len(rules), "sets": len(sets), "policies": len(policies)}
+
+
+_GONE = re.compile(r"ifindex:(\d+)")
+
+
+def _ifindex(name: str, links: dict[str, int]) -> int | None:
+    """An interface's index by name; or N for "ifindex:N", the name a rule or
+    policy reads back with once its interface was deleted (it matches
+    nothing then, and stays until deleted, so other edits still go through)."""
+    if name in links:
+        return links[name]
+    m = _GONE.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def _known_ifindex(name: str, links: dict[str, int]) -> int:
+    index = _ifindex(name, links)
+    if index is None:
+        raise UsageError(f"no interface {name!r}")
+    return index
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -615,12 +637,12 @@ class _State:
         """Raise UsageError for what compile() would refuse, changing nothing."""
         if len(rules) + len(policies) > abi.FW_MAX_RULES:
             raise UsageError(f"too many rules (at most {abi.FW_MAX_RULES} with the policies)")
-        names = {link.name for link in netlink.links()}
+        links = {link.name: link.index for link in netlink.links()}
         for r in rules:
-            if r.iface and r.iface not in names:
+            if r.iface and _ifindex(r.iface, links) is None:
                 raise UsageError(f"no interface {r.iface!r}")
         for iface in policies:
-            if iface not in names:
+            if _ifindex(iface, links) is None:
                 raise UsageError(f"no interface {iface!r}")
 
     def dry_run(self, rules: list[Rule], policies: dict[str, str], new_sets: Iterable[str]) -> None:
@@ -697,8 +719,9 @@ class _State:
         links = {link.name: link.index for link in netlink.links()}
         self._policy_ids = {}
         for iface, action in policies.items():
-            if action == "drop" and old_policy.get(links.get(iface, -1)):
-                self._policy_ids[iface] = old_policy[links[iface]]
+            index = _ifindex(iface, links)
+            if action == "drop" and index is not None and old_policy.get(index):
+                self._policy_ids[iface] = old_policy[index]
         used |= set(self._policy_ids.values())
         free = (i for i in range(1, abi.FW_MAX_IDS) if i not in used)
         zero = bytes(((ctypes.sizeof(abi.Counter) + 7) // 8 * 8) * bpf.possible_cpus())
@@ -883,7 +906,8 @@ def _compile(
     for pos, r in enumerate(entries):
         bit = 1 << pos
         if r.iface:
-            by_if[links[r.iface]] = by_if.get(links[r.iface], 0) | bit
+            index = _known_ifindex(r.iface, links)
+            by_if[index] = by_if.get(index, 0) | bit
         else:
             wild_if |= bit
         if r.proto is not None:
@@ -985,7 +1009,7 @@ def _encode(r: Rule, policy: bool, links: dict[str, int], set_slots: dict[str, i
     e.dport_lo, e.dport_hi = r.dport or (0, 65535)
     # a range, even 0-65535, matches only protocols with ports: say so
     e.flags |= (abi.FwRuleFlag.SPORT if r.sport else 0) | (abi.FwRuleFlag.DPORT if r.dport else 0)
-    e.ifindex = links[r.iface] if r.iface else 0
+    e.ifindex = _known_ifindex(r.iface, links) if r.iface else 0
     if r.action == "limit":
         e.pps, e.bps = r.pps, r.bps
         e.burst_pkts = r.burst or r.pps

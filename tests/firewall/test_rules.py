@@ -228,3 +228,27 @@ def test_a_refused_config_changes_no_set(fl: FwLab, tmp_path: Any) -> None:
     assert verdict(fl, fl.frame()) == DROP  # bogons still holds 10.1.0.0/24
     names = set(fl.fw(lambda f: [s.name for s in f.sets()]))  # type: ignore[arg-type]
     assert not names & {f"s{i}" for i in range(5)}, "the refused config's new sets were loaded"
+
+
+def test_rules_on_a_deleted_interface_do_not_block_edits(fl: FwLab) -> None:
+    """A rule and a policy on an interface that is then deleted read back as
+    ifindex:N, match nothing, and leave every other edit possible."""
+    lab = fl.lab
+    lab.ip(lab.router, "link", "add", "gone0", "type", "veth", "peer", "name", "gone0p")
+    try:
+        on_gone = add(fl, action="drop", iface="gone0", dport="53")
+        fl.fw(lambda f: f.set_policy("gone0", "drop"))
+        index = int(lab.run(lab.router, "cat", "/sys/class/net/gone0/ifindex").stdout)
+    finally:
+        lab.ip(lab.router, "link", "del", "gone0")
+    rules, policies = fl.fw(lambda f: (f.rules(), f.policies()))  # type: ignore[misc]
+    assert [r.iface for r in rules] == [f"ifindex:{index}"]
+    assert policies == {f"ifindex:{index}": "drop"}
+    other = add(fl, action="drop", src="10.1.0.2")  # refused before the fix
+    assert verdict(fl, fl.frame()) == DROP
+    fl.fw(lambda f: f.delete([on_gone.id]))
+    fl.fw(lambda f: f.set_policy(f"ifindex:{index}", "allow"))
+    rules, policies = fl.fw(lambda f: (f.rules(), f.policies()))  # type: ignore[misc]
+    assert ([r.id for r in rules], policies) == ([other.id], {})
+    with pytest.raises(UsageError, match="no interface"):
+        add(fl, action="drop", iface="nosuch0")

@@ -120,6 +120,17 @@ struct {
 	__type(value, struct fw_bitmap);
 } xdpr_fw_bitmaps SEC(".maps");
 
+/* The same bitmaps' summary and anchor words, by id, in an array (4 MiB):
+ * the first stage of a frame's classification reads only these, inlined,
+ * and most frames end there.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_MAX_BITMAPS);
+	__type(key, __u32);
+	__type(value, struct fw_summary);
+} xdpr_fw_summary SEC(".maps");
+
 /* Source and destination prefixes of the rules: (gen, direction, family,
  * address) -> bitmap id of the rules whose prefix covers it.
  */

@@ -164,6 +164,8 @@ FW_MAX_SET_PREFIXES = 4_000_000  # a set's trie holds at most this many
 FW_LIMIT_ENTRIES = 65536  # per-source rate-limit states (LRU)
 FW_BLOCK_ENTRIES = 65536  # blocked sources (LRU)
 FW_ANY_PROTO = 0xFFFF  # ifproto key: any protocol
+FW_NAMES_IFACE = 1  # FwGen.named: some rule (or policy) names an interface
+FW_NAMES_PROTO = 2  # FwGen.named: some rule names a protocol
 FW_MAX_STEPS = 1024  # bound of the classifier's loop: summary words, candidate words, rules looked at
 FW_EMPTY_BITMAP = FW_MAX_BITMAPS - 1  # all zeros, written once
 
@@ -190,7 +192,7 @@ class FwGen(ctypes.Structure):
         ("nrules", ctypes.c_uint32),
         ("nrefs", ctypes.c_uint32),
         ("has_block", ctypes.c_uint32),  # some limit rule blocks: look at xdpr_fw_blocked
-        ("pad", ctypes.c_uint32),
+        ("named", ctypes.c_uint32),  # FW_NAMES_IFACE | FW_NAMES_PROTO: what some rule names (else "any" only)
         ("ref_slot", ctypes.c_uint32 * FW_MAX_REFS),  # set slot
         ("ref_dir", ctypes.c_uint32 * FW_MAX_REFS),  # 0: source, 1: destination
         ("ref_need", ctypes.c_uint32 * FW_MAX_REFS),  # bitmap: rules that need this set to match
@@ -241,6 +243,20 @@ class FwBitmap(ctypes.Structure):
         ("anchor", ctypes.c_uint64 * FW_SUMMARY_WORDS),
         ("words", ctypes.c_uint64 * FW_WORDS),
     ]
+
+
+class FwSummary(ctypes.Structure):
+    """``xdpr_fw_summary``: a bitmap's summary and anchor words (the first
+    fields of FwBitmap), by bitmap id, in an array: a frame that no rule could
+    match is told so by these alone, without the bitmaps' hash lookups."""
+
+    _fields_ = [
+        ("summary", ctypes.c_uint64 * FW_SUMMARY_WORDS),
+        ("anchor", ctypes.c_uint64 * FW_SUMMARY_WORDS),
+    ]
+
+
+assert FwBitmap.summary.offset == FwSummary.summary.offset and FwBitmap.anchor.offset == FwSummary.anchor.offset  # type: ignore[attr-defined]
 
 
 class FwLpmKey(ctypes.Structure):
@@ -347,6 +363,7 @@ MAP_FW_GENS = "xdpr_fw_gens"
 MAP_FW_RULES = "xdpr_fw_rules"
 MAP_FW_COUNTERS = "xdpr_fw_count"
 MAP_FW_BITMAPS = "xdpr_fw_bitmaps"
+MAP_FW_SUMMARY = "xdpr_fw_summary"
 MAP_FW_LPM = "xdpr_fw_lpm"
 MAP_FW_PORTS = "xdpr_fw_ports"
 MAP_FW_IFPROTO = "xdpr_fw_ifproto"
@@ -359,6 +376,7 @@ FW_MAPS = (
     MAP_FW_RULES,
     MAP_FW_COUNTERS,
     MAP_FW_BITMAPS,
+    MAP_FW_SUMMARY,
     MAP_FW_LPM,
     MAP_FW_PORTS,
     MAP_FW_IFPROTO,
@@ -417,7 +435,8 @@ def c_header() -> str:
     out += [f"#define FIB_KEY_WORDS {FIB_KEY_WORDS}", ""]
     for name in (
         "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "
-        "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP"
+        "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP "
+        "FW_NAMES_IFACE FW_NAMES_PROTO"
     ).split():
         out.append(f"#define {name} {globals()[name]}")
     out += ["", "enum fw_action {"]
@@ -425,7 +444,19 @@ def c_header() -> str:
     out += ["};", "", "enum fw_rule_flag {"]
     out += [f"\tFW_RULE_{f.name} = {f.value}," for f in FwRuleFlag]
     out += ["};", ""]
-    structs = (IfaceConfig, Counter, IfaceStats, GenConfig, FwSetInfo, FwState, FwGen, FwRule, FwBitmap, FwLpmKey)
+    structs = (
+        IfaceConfig,
+        Counter,
+        IfaceStats,
+        GenConfig,
+        FwSetInfo,
+        FwState,
+        FwGen,
+        FwRule,
+        FwBitmap,
+        FwSummary,
+        FwLpmKey,
+    )
     structs += (FwIfprotoKey, FwLimitKey, FwLimitState, FwBlockKey, FwBlock, FibHint)
     for struct in structs:
         out.append(f"struct {_c_struct_name(struct)} {{")

@@ -740,7 +740,10 @@ class _State:
         if bitmaps.lookup(ctypes.c_uint32(abi.FW_EMPTY_BITMAP)) is None:
             bitmaps.update(ctypes.c_uint32(abi.FW_EMPTY_BITMAP), bytes(ctypes.sizeof(abi.FwBitmap)))
         ids = list(c.bitmaps)
-        bitmaps.update_batch(struct.pack(f"<{len(ids)}I", *ids), b"".join(c.bitmaps[i] for i in ids), len(ids))
+        keys = struct.pack(f"<{len(ids)}I", *ids)
+        bitmaps.update_batch(keys, b"".join(c.bitmaps[i] for i in ids), len(ids))
+        head = ctypes.sizeof(abi.FwSummary)  # a bitmap starts with its summary
+        self.maps[abi.MAP_FW_SUMMARY].update_batch(keys, b"".join(c.bitmaps[i][:head] for i in ids), len(ids))
         lpm = self.maps[abi.MAP_FW_LPM]
         lpm.update_batch(
             b"".join(k for k, _ in c.lpm), struct.pack(f"<{len(c.lpm)}I", *(v for _, v in c.lpm)), len(c.lpm)
@@ -977,7 +980,8 @@ def _compile(
                 refs[k] = refs.get(k, 0) | (1 << pos)
     if len(refs) > abi.FW_MAX_REFS:
         raise UsageError(f"rules reference {len(refs)} (set, direction) pairs, at most {abi.FW_MAX_REFS}")
-    g = abi.FwGen(nrules=n, nrefs=len(refs), has_block=int(any(r.block_after for r in entries)))
+    named = (abi.FW_NAMES_IFACE if by_if else 0) | (abi.FW_NAMES_PROTO if by_p else 0)
+    g = abi.FwGen(nrules=n, nrefs=len(refs), has_block=int(any(r.block_after for r in entries)), named=named)
     for i, ((slot, d), bits) in enumerate(refs.items()):
         g.ref_slot[i] = slot
         g.ref_dir[i] = d

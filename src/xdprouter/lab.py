@@ -195,6 +195,21 @@ class Lab:
         out = self.ip(ns, "-o", "link", "show", iface).stdout
         return out.split("link/ether ")[1].split()[0]
 
+    def ring_drops(self) -> tuple[int, int]:
+        """XDP frames the veth rings refused so far (``ethtool -S``,
+        tx_queue_0_xdp_xmit_errors): h1's into the router, and the router's
+        into h2. A sender that outruns the NAPI draining a ring loses frames
+        there, as at a full NIC ring; the kernel counts each one."""
+
+        def errors(ns: str, iface: str) -> int:
+            for line in self.run(ns, "ethtool", "-S", iface).stdout.splitlines():
+                name, _, value = line.strip().partition(": ")
+                if name == "tx_queue_0_xdp_xmit_errors":
+                    return int(value)
+            raise RuntimeError(f"ethtool -S {iface} has no tx_queue_0_xdp_xmit_errors")
+
+        return errors(self.h1.ns, self.h1.iface), errors(self.router, self.router_ifaces[1])
+
     def xdprouter(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The CLI as a separate process inside the router namespace."""
         return self.run(self.router, sys.executable, "-m", "xdprouter.cli", *args, check=check)

@@ -9,9 +9,11 @@ receiving host counts what arrives and drops it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,20 @@ class SendResult:
     frames: int
     seconds: float
     ns_per_frame: int = 0  # send_through: BPF_PROG_RUN's average per frame
+
+
+@contextlib.contextmanager
+def _one_cpu() -> Iterator[None]:
+    """Keep the sender on one CPU: veth runs a peer's NAPI on the CPU that
+    woke it, so a sender that moved to another CPU between batches would
+    leave the receiving NAPI behind, and a ring between them could overflow
+    (frames lost under load from other processes)."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
 
 
 class Traffic:
@@ -75,9 +91,10 @@ class Traffic:
         of ``1 << dst_shift`` and ``1 << src_shift``), are cycled through.
         """
         self._configure(frame, flows=flows, dsts=dsts, dst_shift=dst_shift, srcs=srcs, src_shift=src_shift)
-        start = time.perf_counter()
-        self.gen.test_run(frame, ingress_ifindex=ifindex, repeat=count, live_frames=True, batch_size=batch_size)
-        return SendResult(count, time.perf_counter() - start)
+        with _one_cpu():
+            start = time.perf_counter()
+            self.gen.test_run(frame, ingress_ifindex=ifindex, repeat=count, live_frames=True, batch_size=batch_size)
+            return SendResult(count, time.perf_counter() - start)
 
     def send_through(
         self, program: bpf.Program | None, ifindex: int, frame: bytes, count: int, **vary: int

@@ -6,6 +6,7 @@ traffic to the router keeps flowing."""
 from __future__ import annotations
 
 import re
+import time
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
@@ -28,16 +29,25 @@ def test_blocked_source_dropped_in_xdp_while_others_are_forwarded(live_traffic: 
     with netns(lab.router):
         Firewall().add(Rule.parse(action="drop", src="10.1.0.66/32"))
     traffic.reset()
+    drops0 = lab.ring_drops()
     with netns(lab.h1.ns):
         traffic.send(h1, _frame(lab, "10.1.0.66"), FRAMES)
+    drops1 = lab.ring_drops()
+    with netns(lab.h1.ns):
         traffic.send(h1, _frame(lab, lab.h1.ip4), FRAMES)
-    assert traffic.received().packets >= FRAMES
+    time.sleep(0.05)  # what is still in a ring
+    drops2 = lab.ring_drops()
+    # frames a veth ring refused (lab.ring_drops()) are the only loss allowed
+    blocked_lost, forward_lost = drops1[0] - drops0[0], drops2[0] - drops1[0]
+    after_router = drops2[1] - drops1[1]
+    assert blocked_lost + forward_lost + after_router < FRAMES // 20
+    assert traffic.received().packets >= FRAMES - forward_lost - after_router
     with netns(lab.router):
         (rule,) = Firewall().counters()
         stats = Router().stats()["veth1"]
-    assert rule.packets == FRAMES
-    assert stats.reasons["fw_drop"].packets == FRAMES
-    assert stats.reasons["forward"].packets >= FRAMES
+    assert rule.packets == FRAMES - blocked_lost
+    assert stats.reasons["fw_drop"].packets == FRAMES - blocked_lost
+    assert stats.reasons["forward"].packets >= FRAMES - forward_lost
 
 
 def test_rate_limit_holds_under_a_flood_and_legit_traffic_flows(live_traffic: tuple[Lab, Traffic, int]) -> None:

@@ -156,8 +156,9 @@ FW_WORDS = FW_MAX_RULES // 64  # a bitmap of rule positions, in 64-bit words
 FW_SUMMARY_WORDS = FW_WORDS // 64  # one bit per non-zero word
 FW_MAX_IDS = 2 * FW_MAX_RULES  # stable rule ids (counter slots): both generations' rules
 FW_MAX_BITMAPS = 65536  # bitmap ids; generation g uses [g * FW_MAX_BITMAPS / 2, ...)
-FW_PORT_SLOTS = 65537  # one per port, and FW_NOPORT for frames without ports
-FW_NOPORT = 65536
+FW_NOPORT = 65536  # the "port" of a frame without ports
+FW_ICMP_SLOT = 65537  # ICMP/ICMPv6 frames take slot FW_ICMP_SLOT + type in the source-port field
+FW_PORT_SLOTS = FW_ICMP_SLOT + 256  # ports 0-65535, FW_NOPORT, then the 256 ICMP types
 FW_MAX_SETS = 64  # named prefix sets (slots of the map of LPM tries)
 FW_MAX_REFS = 4  # distinct (set, direction) references per generation
 FW_MAX_SET_PREFIXES = 4_000_000  # a set's trie holds at most this many
@@ -183,6 +184,7 @@ class FwRuleFlag(enum.IntFlag):
     DST_SET = 1 << 3
     SPORT = 1 << 4  # a source port range is set (0-65535 included: ports required)
     DPORT = 1 << 5
+    ICMP_TYPE = 1 << 6  # sport_lo is an ICMP / ICMPv6 type to match
 
 
 class FwGen(ctypes.Structure):
@@ -436,7 +438,7 @@ def c_header() -> str:
     for name in (
         "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "
         "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP "
-        "FW_NAMES_IFACE FW_NAMES_PROTO"
+        "FW_NAMES_IFACE FW_NAMES_PROTO FW_ICMP_SLOT"
     ).split():
         out.append(f"#define {name} {globals()[name]}")
     out += ["", "enum fw_action {"]

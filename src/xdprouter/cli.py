@@ -79,6 +79,7 @@ def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     a.add_argument("--proto", help="tcp, udp, icmp, icmpv6, sctp or a number")
     a.add_argument("--sport", help="source port or range LOW-HIGH")
     a.add_argument("--dport", help="destination port or range LOW-HIGH")
+    a.add_argument("--icmp-type", help="with --proto icmp/icmpv6: a type, by number or name (echo-request, ...)")
     a.add_argument("--iface", help="ingress interface")
     a.add_argument("--pps", type=int, default=0, help="limit: packets per second per source")
     a.add_argument("--bps", type=int, default=0, help="limit: bytes per second per source")
@@ -243,6 +244,7 @@ def _firewall(router: Router, args: argparse.Namespace) -> int:
             proto=args.proto,
             sport=args.sport,
             dport=args.dport,
+            icmp_type=args.icmp_type,
             iface=args.iface,
             pps=args.pps,
             bps=args.bps,

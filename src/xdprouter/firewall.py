@@ -37,6 +37,34 @@ from .router import Router, _Instance
 ACTIONS = {"allow": abi.FwAction.ALLOW, "drop": abi.FwAction.DROP, "limit": abi.FwAction.LIMIT}
 PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "icmpv6": 58, "sctp": 132}
 _PROTO_NAMES = {v: k for k, v in PROTOS.items()}
+# ICMP (1) and ICMPv6 (58) message types by name, for --icmp-type
+ICMP_TYPES = {
+    1: {
+        "echo-reply": 0,
+        "dest-unreachable": 3,
+        "redirect": 5,
+        "echo-request": 8,
+        "router-advertisement": 9,
+        "router-solicitation": 10,
+        "time-exceeded": 11,
+        "parameter-problem": 12,
+        "timestamp-request": 13,
+        "timestamp-reply": 14,
+    },
+    58: {
+        "dest-unreachable": 1,
+        "packet-too-big": 2,
+        "time-exceeded": 3,
+        "parameter-problem": 4,
+        "echo-request": 128,
+        "echo-reply": 129,
+        "router-solicitation": 133,
+        "router-advertisement": 134,
+        "neighbour-solicitation": 135,
+        "neighbour-advertisement": 136,
+        "redirect": 137,
+    },
+}
 _GEN_BITMAPS = abi.FW_MAX_BITMAPS // 2  # bitmap ids per generation (the last id is the empty bitmap)
 _SET_NAME_LEN = 31
 _LPM_KEY = struct.Struct("<I4s16s")
@@ -113,6 +141,7 @@ class Rule:
     proto: int | None = None
     sport: tuple[int, int] | None = None
     dport: tuple[int, int] | None = None
+    icmp_type: int | None = None  # with proto icmp or icmpv6
     iface: str | None = None
     pps: int = 0
     bps: int = 0
@@ -132,6 +161,7 @@ class Rule:
         proto: str | int | None = None,
         sport: str | None = None,
         dport: str | None = None,
+        icmp_type: str | int | None = None,
         iface: str | None = None,
         pps: int = 0,
         bps: int = 0,
@@ -141,7 +171,15 @@ class Rule:
         block_seconds: float = 0.0,
     ) -> Rule:
         """A validated rule; raises UsageError with a one-line message."""
-        given = {"src": src, "dst": dst, "proto": proto, "sport": sport, "dport": dport, "iface": iface}
+        given = {
+            "src": src,
+            "dst": dst,
+            "proto": proto,
+            "sport": sport,
+            "dport": dport,
+            "icmp_type": icmp_type,
+            "iface": iface,
+        }
         empty = [name for name, value in given.items() if value is not None and str(value).strip() == ""]
         if empty:
             # an empty variable in a script must not become "match everything"
@@ -173,6 +211,8 @@ class Rule:
         )
         if rule.proto is not None and rule.proto not in (6, 17, 33, 132, 136) and (rule.sport or rule.dport):
             raise UsageError(f"protocol {rule.proto} has no ports")
+        if icmp_type is not None:
+            rule.icmp_type = _icmp_type(icmp_type, rule.proto)
         if action == "limit" and not (rule.pps or rule.bps):
             raise UsageError("a limit rule needs --pps or --bps")
         if action != "limit" and (rule.pps or rule.bps or rule.block_after):
@@ -203,6 +243,9 @@ class Rule:
         for name, rng in (("sport", self.sport), ("dport", self.dport)):
             if rng:
                 parts.append(f"{name} {rng[0]}" + (f"-{rng[1]}" if rng[1] != rng[0] else ""))
+        if self.icmp_type is not None:
+            names = {v: k for k, v in ICMP_TYPES.get(self.proto or 0, {}).items()}
+            parts.append(f"icmp-type {names.get(self.icmp_type, self.icmp_type)}")
         if self.action == "limit":
             if self.pps:
                 parts.append(f"{self.pps} pps burst {self.burst or self.pps}")
@@ -219,6 +262,19 @@ class Rule:
                 lo, hi = out[key]
                 out[key] = f"{lo}-{hi}" if lo != hi else str(lo)
         return out
+
+
+def _icmp_type(value: str | int, proto: int | None) -> int:
+    """An ICMP type by number or name, for a rule on ICMP or ICMPv6."""
+    if proto not in ICMP_TYPES:
+        raise UsageError("--icmp-type needs --proto icmp or --proto icmpv6")
+    text = str(value).strip().lower()
+    if text.isascii() and text.isdigit() and 0 <= int(text) <= 255:
+        return int(text)
+    if text in ICMP_TYPES[proto]:
+        return ICMP_TYPES[proto][text]
+    known = ", ".join(sorted(ICMP_TYPES[proto]))
+    raise UsageError(f"unknown {_PROTO_NAMES[proto]} type {value!r} (0-255 or {known})")
 
 
 def _norm(value: str | None) -> str | None:
@@ -505,6 +561,7 @@ _RULE_KEYS = {
     "proto",
     "sport",
     "dport",
+    "icmp_type",
     "iface",
     "pps",
     "bps",
@@ -795,6 +852,7 @@ def _decode(r: abi.FwRule, names: dict[int, str], slots: dict[int, str]) -> Rule
     dst = addr(abi.FwRuleFlag.DST_SET, r.dst, r.dst_len, r.dst_set)
     sport = (r.sport_lo, r.sport_hi) if r.flags & abi.FwRuleFlag.SPORT else None
     dport = (r.dport_lo, r.dport_hi) if r.flags & abi.FwRuleFlag.DPORT else None
+    icmp_type = r.sport_lo if r.flags & abi.FwRuleFlag.ICMP_TYPE else None
     return Rule(
         action={v: k for k, v in ACTIONS.items()}[abi.FwAction(r.action)],
         src=src,
@@ -802,6 +860,7 @@ def _decode(r: abi.FwRule, names: dict[int, str], slots: dict[int, str]) -> Rule
         proto=r.proto if r.flags & abi.FwRuleFlag.PROTO else None,
         sport=sport,
         dport=dport,
+        icmp_type=icmp_type,
         iface=names.get(r.ifindex, f"ifindex:{r.ifindex}") if r.ifindex else None,
         pps=r.pps,
         bps=r.bps,
@@ -875,7 +934,7 @@ def _anchors(entries: list[Rule]) -> dict[str, int]:
             field_ = "dst"
         elif r.dport:
             field_ = "dport"
-        elif r.sport:
+        elif r.sport or r.icmp_type is not None:
             field_ = "sport"
         else:
             field_ = "ifproto"
@@ -957,6 +1016,8 @@ def _compile(
         starts: dict[int, int] = {}
         for pos, r in enumerate(entries):
             rng = getattr(r, attr)
+            if attr == "sport" and r.icmp_type is not None:  # the ICMP types' own slots
+                rng = (abi.FW_ICMP_SLOT + r.icmp_type,) * 2
             if rng is None:
                 wild |= 1 << pos
                 continue
@@ -964,7 +1025,7 @@ def _compile(
             starts[rng[1] + 1] = starts.get(rng[1] + 1, 0) ^ (1 << pos)
         ids = [0] * abi.FW_PORT_SLOTS
         active = 0
-        points = sorted(set(starts) | {0, 65536})
+        points = sorted(set(starts) | {0, abi.FW_NOPORT, abi.FW_ICMP_SLOT, abi.FW_PORT_SLOTS})
         for a, b in zip(points, points[1:], strict=False):
             active ^= starts.get(a, 0)
             ids[a:b] = [bm.id(wild | active, anchors[attr])] * (b - a)
@@ -1013,6 +1074,9 @@ def _encode(r: Rule, policy: bool, links: dict[str, int], set_slots: dict[str, i
     e.dport_lo, e.dport_hi = r.dport or (0, 65535)
     # a range, even 0-65535, matches only protocols with ports: say so
     e.flags |= (abi.FwRuleFlag.SPORT if r.sport else 0) | (abi.FwRuleFlag.DPORT if r.dport else 0)
+    if r.icmp_type is not None:
+        e.flags |= abi.FwRuleFlag.ICMP_TYPE
+        e.sport_lo = e.sport_hi = r.icmp_type
     e.ifindex = _known_ifindex(r.iface, links) if r.iface else 0
     if r.action == "limit":
         e.pps, e.bps = r.pps, r.bps

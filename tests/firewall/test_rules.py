@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt
 
 from xdprouter.abi import Reason
 from xdprouter.errors import UsageError
@@ -68,6 +68,60 @@ def test_protocol_and_port_fields(fl: FwLab, kw: dict[str, str], hit: Any, miss:
     add(fl, action="drop", **kw)
     assert verdict(fl, fl.frame(l4=hit)) == DROP
     assert verdict(fl, fl.frame(l4=miss)) == FWD
+
+
+@pytest.mark.parametrize(
+    ("kw", "hit", "miss"),
+    [
+        ({"proto": "icmp", "icmp_type": "echo-request"}, ICMP(type=8), ICMP(type=0)),
+        ({"proto": "icmp", "icmp_type": "3"}, ICMP(type=3, code=1), ICMP(type=8)),
+        ({"proto": "icmpv6", "icmp_type": "echo-request"}, ICMPv6EchoRequest(), ICMPv6EchoReply()),
+    ],
+    ids=["icmp-echo-request", "icmp-number", "icmpv6-echo-request"],
+)
+def test_icmp_type_field(fl: FwLab, kw: dict[str, str], hit: Any, miss: Any) -> None:
+    rule = add(fl, action="drop", **kw)
+    v6 = kw["proto"] == "icmpv6"
+    assert verdict(fl, fl.frame(l4=hit, v6=v6)) == DROP
+    assert verdict(fl, fl.frame(l4=miss, v6=v6)) == FWD
+    assert verdict(fl, fl.frame(v6=v6)) == FWD  # UDP
+    (listed,) = fl.fw(lambda f: f.rules())  # type: ignore[misc]
+    assert listed.icmp_type == rule.icmp_type and "icmp-type" in listed.describe()
+
+
+def test_port_rules_do_not_match_icmp_types(fl: FwLab) -> None:
+    """ICMP types live in slots of their own: no port range covers them."""
+    add(fl, action="drop", sport="0-65535")
+    add(fl, action="drop", dport="8")
+    assert verdict(fl, fl.frame(l4=ICMP(type=8))) == FWD
+    assert verdict(fl, fl.frame(l4=UDP(dport=8))) == DROP
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"icmp_type": "8"}, "needs --proto icmp"),
+        ({"proto": "udp", "icmp_type": "8"}, "needs --proto icmp"),
+        ({"proto": "icmp", "icmp_type": "256"}, "unknown icmp type"),
+        ({"proto": "icmp", "icmp_type": "packet-too-big"}, "unknown icmp type"),
+        ({"proto": "icmp", "icmp_type": " "}, "empty value"),
+    ],
+)
+def test_invalid_icmp_types_are_refused(fl: FwLab, kw: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        add(fl, action="drop", **kw)
+    assert fl.fw(lambda f: f.rules()) == []
+
+
+def test_icmp_type_from_cli_and_config(fl: FwLab, tmp_path: Any) -> None:
+    out = fl.lab.xdprouter("firewall", "add", "--action", "drop", "--proto", "icmp", "--icmp-type", "echo-request")
+    assert "icmp-type echo-request" in out.stdout
+    assert verdict(fl, fl.frame(l4=ICMP(type=8))) == DROP
+    conf = tmp_path / "fw.toml"
+    conf.write_text('[firewall]\nrules = [{action = "drop", proto = "icmpv6", icmp_type = 128}]\n')
+    fl.fw(lambda f: f.load_config(conf))
+    assert verdict(fl, fl.frame(l4=ICMP(type=8))) == FWD
+    assert verdict(fl, fl.frame(l4=ICMPv6EchoRequest(), v6=True)) == DROP
 
 
 def test_iface_field(fl: FwLab) -> None:

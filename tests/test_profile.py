@@ -57,7 +57,7 @@ def test_parts_by_symbol(symbol: str, part: str) -> None:
 @pytest.mark.skipif(not profile.available(), reason="perf (linux-perf) not installed")
 def test_profiled_bench_shows_each_configurations_own_work() -> None:
     report = bench.run(frames=300_000, reps=1, table_routes=0, log=lambda s: None, profiled=True)
-    assert set(report.profiles) == set(bench.PROFILED)
+    assert set(report.profiles) == set(bench.CASES_64B)
     for case, by in report.profiles.items():
         assert set(by) == set(bench.CONFIGS), case
         for config, p in by.items():

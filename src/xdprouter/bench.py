@@ -30,7 +30,8 @@ from .router import Router
 from .traffic import Traffic
 
 CONFIGS = ("linux", "xdprouter", "reference")
-PROFILED = ("ipv4-64B-1flow", "ipv4-64B-manyflows", "ipv6-64B-1flow", "ipv6-64B-manyflows")  # with --profile
+# the 64-byte cases: profiled with --profile, and measured on the forwarding path with BPF_PROG_RUN
+CASES_64B = ("ipv4-64B-1flow", "ipv4-64B-manyflows", "ipv6-64B-1flow", "ipv6-64B-manyflows")
 ROUTES_V4 = "10.200.0.0/16"  # many-destination cases: routed via h2, one neighbour
 ROUTES_V6 = "fd00:200::/64"
 TABLE_BASE = 11 << 24  # the full-table case: /24s from 11.0.0.0 upwards
@@ -302,7 +303,7 @@ class Bench:
                     runs = results.setdefault((case.name, config), [])
                     runs += [self.measure(config, case) for _ in range(self.reps)]
                     runs[-1].prog_ns = self.program_ns(case)
-                    if self.profiling and case.name in PROFILED:
+                    if self.profiling and case.name in CASES_64B:
                         self.profiles.setdefault(case.name, {})[config] = self.profiled(config, case)
                     med = statistics.median(r.pps for r in runs)
                     self.log(f"  {case.name:<26} {config:<10} {med / 1e6:7.2f} Mpps  loss {runs[-1].loss:6.2%}")
@@ -445,7 +446,7 @@ def _run(
         fw_report = fwbench.run_firewall(bench, *firewall, log=log) if firewall else None
         log("program cost per verdict path (BPF_PROG_RUN, repeat)...")
         program_ns = bench.program_costs()
-        forwarding_ns = bench.forwarding_costs([c for c in cases if c.name in PROFILED])
+        forwarding_ns = bench.forwarding_costs([c for c in cases if c.name in CASES_64B])
         instructions = bench.instructions()
         with netns(lab.h2.ns):
             traffic.detach_sink(bench.h2_ifindex)

@@ -112,6 +112,9 @@ def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sd.add_argument("name")
     sls = ssub.add_parser("list", help="sets and their sizes")
     sls.add_argument("--json", action="store_true")
+    ssh = ssub.add_parser("show", help="a set's prefixes, one a line (as `set load` reads them)")
+    ssh.add_argument("name")
+    ssh.add_argument("--json", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,6 +291,9 @@ def _firewall(router: Router, args: argparse.Namespace) -> int:
         print(f"set {args.name}: {n} prefixes loaded in {seconds:.2f} s")
     elif args.set_command == "delete":
         fw.delete_set(args.name)
+    elif args.set_command == "show":
+        prefixes = fw.set_prefixes(args.name)
+        print(json.dumps(prefixes, indent=2) if args.json else "\n".join(prefixes))
     else:
         sets = fw.sets()
         if args.json:

@@ -401,6 +401,11 @@ class Firewall:
         with self._open(locked=False) as st:
             return [SetInfo(name, slot, count) for name, (slot, count) in st.sets().items()]
 
+    def set_prefixes(self, name: str) -> list[str]:
+        """The prefixes of set ``name``, as `set load` reads them."""
+        with self._open(locked=False) as st:
+            return st.set_prefixes(name)
+
     def blocked(self) -> list[dict[str, Any]]:
         """Sources blocked now, with seconds left."""
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -677,6 +682,21 @@ class _State:
         st.sets[slot].name[: len(name.encode())] = list(name.encode())
         self.maps[abi.MAP_FW_STATE].update(ctypes.c_uint32(0), st)
         return time.perf_counter() - start
+
+    def set_prefixes(self, name: str) -> list[str]:
+        existing = self.sets()
+        if name not in existing:
+            raise UsageError(f"unknown set {name!r}")
+        raw_id = self.maps[abi.MAP_FW_SETS].lookup(ctypes.c_uint32(existing[name][0]))
+        if raw_id is None:
+            return []
+        trie = bpf.Map.from_id(struct.unpack("<I", raw_id[:4])[0])
+        try:
+            keys = [_LPM_KEY.unpack(raw) for raw in trie.raw_keys()]
+        finally:
+            trie.close()
+        nets = [ipaddress.ip_network((addr[: 4 if tag[2] == 4 else 16], plen - 32)) for plen, tag, addr in keys]
+        return [str(n) for n in sorted(nets, key=lambda n: (n.version, n))]
 
     def delete_set(self, name: str) -> None:
         existing = self.sets()

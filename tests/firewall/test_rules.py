@@ -191,6 +191,23 @@ def test_sets_v4_v6_and_atomic_replace(fl: FwLab) -> None:
         fl.fw(lambda f: f.delete_set("bad"))
 
 
+def test_set_show_gives_back_what_was_loaded(fl: FwLab, tmp_path: Any) -> None:
+    lines = ["10.9.0.0/16", "192.0.2.7/32", "fd01::/64", "2001:db8::1/128", "10.1.0.0/24"]
+    fl.fw(lambda f: f.load_set("shown", parse_prefix_lines(lines)))
+    try:
+        shown = fl.fw(lambda f: f.set_prefixes("shown"))
+        assert shown == ["10.1.0.0/24", "10.9.0.0/16", "192.0.2.7/32", "2001:db8::1/128", "fd01::/64"]
+        out = fl.lab.xdprouter("firewall", "set", "show", "shown").stdout
+        (tmp_path / "again").write_text(out)  # `set show` output loads back as it was
+        fl.lab.xdprouter("firewall", "set", "load", "again", str(tmp_path / "again"))
+        assert fl.fw(lambda f: f.set_prefixes("again")) == shown
+        bad = fl.lab.xdprouter("firewall", "set", "show", "nosuch", check=False)
+        assert bad.returncode == 1 and "unknown set 'nosuch'" in bad.stderr
+    finally:
+        for name in ("shown", "again"):
+            fl.fw(lambda f, n=name: f.delete_set(n) if n in {s.name for s in f.sets()} else None)
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [

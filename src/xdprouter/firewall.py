@@ -532,12 +532,19 @@ _GONE = re.compile(r"ifindex:(\d+)")
 
 def _ifindex(name: str, links: dict[str, int]) -> int | None:
     """An interface's index by name; or N for "ifindex:N", the name a rule or
-    policy reads back with once its interface was deleted (it matches
-    nothing then, and stays until deleted, so other edits still go through)."""
+    policy reads back with once its interface was deleted (it matches no
+    frame while no interface has that index, and stays until deleted, so
+    other edits still go through). Only an index no interface has now: 0 is
+    "any interface", and a live index has a name to use."""
     if name in links:
         return links[name]
     m = _GONE.fullmatch(name)
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    index = int(m.group(1))
+    if not 0 < index < 1 << 32 or index in links.values():
+        return None
+    return index
 
 
 def _known_ifindex(name: str, links: dict[str, int]) -> int:

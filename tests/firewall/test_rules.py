@@ -323,3 +323,16 @@ def test_rules_on_a_deleted_interface_do_not_block_edits(fl: FwLab) -> None:
     assert ([r.id for r in rules], policies) == ([other.id], {})
     with pytest.raises(UsageError, match="no interface"):
         add(fl, action="drop", iface="nosuch0")
+
+
+@pytest.mark.parametrize("name", ["ifindex:0", "ifindex:4294967298", "veth1-by-index"])
+def test_ifindex_names_only_a_gone_interface(fl: FwLab, name: str) -> None:
+    """ifindex:0 would be "any interface", a 33-bit one would wrap, and a
+    live interface's index has a name: all refused, as rule and as policy."""
+    if name == "veth1-by-index":
+        name = "ifindex:" + fl.lab.run(fl.lab.router, "cat", "/sys/class/net/veth1/ifindex").stdout.strip()
+    with pytest.raises(UsageError, match="no interface"):
+        add(fl, action="drop", iface=name)
+    with pytest.raises(UsageError, match="no interface"):
+        fl.fw(lambda f: f.set_policy(name, "drop"))
+    assert fl.fw(lambda f: (f.rules(), f.policies())) == ([], {})

@@ -17,6 +17,7 @@
 #include "parsing.h"
 #include "rewrite.h"
 #include "firewall.h"
+#include "rx_batch.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -160,17 +161,19 @@ static __always_inline void fib_key(__u64 *k, const struct bpf_fib_lookup *fib)
 	k[5] = fib->ipv6_dst[2] | (__u64)fib->ipv6_dst[3] << 32;
 }
 
-/* bpf_fib_lookup(), or its result for the same input moments ago.
+/* bpf_fib_lookup(), or its result for the same input earlier in this
+ * receive batch.
  *
  * Linux looks a route up once for a run of frames to the same destination
  * in one receive batch (ip_route_use_hint()); per frame, the FIB lookup is
  * most of the fast path's cost. So a frame whose whole lookup input (ingress,
  * addresses, tos or flow label, protocol, ports, length) equals the previous
- * successful lookup's on this CPU reuses its result, for at most
- * FIB_HINT_USES frames and FIB_HINT_NS after it: a route or neighbour change
- * reaches a flow no later than that. The clock is read only when the input
- * matches, and a hint starts with the second frame of a run, so interleaved
- * flows pay no more than a compare.
+ * successful lookup's on this CPU reuses its result, if both are in one NAPI
+ * poll (rx_batch.h): a route, rule or neighbour change reaches the next poll,
+ * as Linux's. Every devmap redirect follows a lookup here, so the first
+ * redirect of a poll comes from a real lookup, which replaced the hint: a
+ * hint never outlives its poll. The hint starts with the second frame of a
+ * run, so interleaved flows pay no more than a compare.
  *
  * A global function: the verifier checks it once, on its own, instead of
  * every path after it once per way through it.
@@ -181,7 +184,6 @@ int fib_lookup_hinted(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
 	__u64 k[FIB_KEY_WORDS];
 	struct fib_hint *h;
 	__u32 zero = 0;
-	__u64 now;
 	int rc;
 
 	if (!fib)
@@ -193,23 +195,18 @@ int fib_lookup_hinted(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
 	if (h->key[0] != k[0] || h->key[1] != k[1] || h->key[2] != k[2] ||
 	    h->key[3] != k[3] || h->key[4] != k[4] || h->key[5] != k[5]) {
 		__builtin_memcpy(h->key, k, sizeof(k));
-		h->uses = FIB_HINT_USES;
+		h->ready = 0;
 		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	}
-	now = bpf_ktime_get_ns();
-	if (h->uses < FIB_HINT_USES && now - h->stamp < FIB_HINT_NS) {
+	if (h->ready && in_redirect_batch()) {
 		h->uses++;
 		__builtin_memcpy(fib, h->out, sizeof(*fib));
 		return BPF_FIB_LKUP_RET_SUCCESS;
 	}
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+	h->ready = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	if (h->ready)
 		__builtin_memcpy(h->out, fib, sizeof(*fib));
-		h->stamp = now;
-		h->uses = 0;
-	} else {
-		h->uses = FIB_HINT_USES;
-	}
 	return rc;
 }
 

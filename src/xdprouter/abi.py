@@ -327,10 +327,8 @@ IFACE_ARRAY_SIZE = 4096
 
 # The route hint (bpf/xdp_router.bpf.c, fib_lookup_hinted()): per CPU, the
 # last successful bpf_fib_lookup() is reused for frames with the same lookup
-# input for at most FIB_HINT_USES frames within FIB_HINT_NS of the lookup, as
-# Linux reuses a route for the rest of a receive batch (ip_route_use_hint).
-FIB_HINT_NS = 16_000
-FIB_HINT_USES = 64
+# input in the same receive batch (NAPI poll), as Linux reuses a route for the
+# rest of a receive batch (ip_route_use_hint).
 FIB_KEY_WORDS = 6  # bpf_fib_lookup's input (family to destination address) packed into 64-bit words
 
 
@@ -340,9 +338,8 @@ class FibHint(ctypes.Structure):
     _fields_ = [
         ("key", ctypes.c_uint64 * FIB_KEY_WORDS),  # the lookup's input, packed (fib_key())
         ("out", ctypes.c_uint64 * 8),  # struct bpf_fib_lookup as the lookup left it
-        ("stamp", ctypes.c_uint64),  # bpf_ktime_get_ns() just before that lookup
-        ("uses", ctypes.c_uint32),  # frames that reused it; FIB_HINT_USES: no result to reuse
-        ("pad", ctypes.c_uint32),
+        ("uses", ctypes.c_uint32),  # frames that reused a result, ever
+        ("ready", ctypes.c_uint32),  # 1: out is the result for key
     ]
 
 
@@ -433,7 +430,6 @@ def c_header() -> str:
     out += [f"#define IFACE_ARRAY_SIZE {IFACE_ARRAY_SIZE}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}"]
     out += [f"#define LOCAL4_{k} {v}" for k, v in (("BITS", LOCAL4_BITS), ("SLOTS", LOCAL4_SLOTS))]
     out += [f"#define LOCAL4_PROBES {LOCAL4_PROBES}", f"#define LOCAL4_MULT {LOCAL4_MULT:#x}u"]
-    out += [f"#define FIB_HINT_{k} {v}" for k, v in (("NS", FIB_HINT_NS), ("USES", FIB_HINT_USES))]
     out += [f"#define FIB_KEY_WORDS {FIB_KEY_WORDS}", ""]
     for name in (
         "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "

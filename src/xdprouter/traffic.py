@@ -97,18 +97,31 @@ class Traffic:
             return SendResult(count, time.perf_counter() - start)
 
     def send_through(
-        self, program: bpf.Program | None, ifindex: int, frame: bytes, count: int, **vary: int
+        self,
+        program: bpf.Program | None,
+        ifindex: int,
+        frame: bytes,
+        count: int,
+        *,
+        live_batch: int = 0,
+        **vary: int,
     ) -> SendResult:
         """Run ``program`` on the frames ``send`` would make, back to back in
-        one BPF_PROG_RUN, as if they had arrived on ``ifindex`` (not live: the
-        program counts its verdicts, the frames go nowhere). ``None``: the
-        generator alone. ``ns_per_frame`` is BPF_PROG_RUN's own average."""
+        one BPF_PROG_RUN, as if they had arrived on ``ifindex``. Not live by
+        default: the program counts its verdicts, the frames go nowhere.
+        ``live_batch``: live frames in batches of that many, as a driver's
+        receive batches (NAPI polls); the program's verdicts are carried out.
+        ``None``: the generator alone. ``ns_per_frame`` is BPF_PROG_RUN's own
+        average."""
         self._configure(frame, **vary)
         if program is not None:
             self._next.update(ctypes.c_uint32(0), ctypes.c_uint32(program.fd))
         start = time.perf_counter()
         try:
-            run = self._chain.test_run(frame, ingress_ifindex=ifindex, repeat=count)
+            with _one_cpu():
+                run = self._chain.test_run(
+                    frame, ingress_ifindex=ifindex, repeat=count, live_frames=live_batch > 0, batch_size=live_batch
+                )
         finally:
             if program is not None:
                 self._next.delete(ctypes.c_uint32(0))

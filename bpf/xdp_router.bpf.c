@@ -164,22 +164,25 @@ static __always_inline void fib_key(__u64 *k, const struct bpf_fib_lookup *fib)
 /* bpf_fib_lookup(), or its result for the same input earlier in this
  * receive batch.
  *
- * Linux looks a route up once for a run of frames to the same destination
- * in one receive batch (ip_route_use_hint()); per frame, the FIB lookup is
- * most of the fast path's cost. So a frame whose whole lookup input (ingress,
- * addresses, tos or flow label, protocol, ports, length) equals the previous
- * successful lookup's on this CPU reuses its result, if both are in one NAPI
- * poll (rx_batch.h): a route, rule or neighbour change reaches the next poll,
- * as Linux's. Every devmap redirect follows a lookup here, so the first
- * redirect of a poll comes from a real lookup, which replaced the hint: a
- * hint never outlives its poll. The hint starts with the second frame of a
- * run, so interleaved flows pay no more than a compare.
+ * Linux looks a route up once for a run of packets to the same destination
+ * in one list of received packets (ip_route_use_hint()); per frame, the FIB
+ * lookup is most of the fast path's cost. So a frame whose whole lookup input
+ * (ingress, addresses, tos or flow label, protocol, ports, length) equals the
+ * previous successful lookup's on this CPU reuses its result, if both are in
+ * one NAPI poll (rx_batch.h): a route, rule or neighbour change reaches the
+ * next poll. Every devmap redirect in a poll of an interface we are attached
+ * to natively is ours (the control plane sets IFACE_ROUTE_HINT only there),
+ * and each follows a lookup here, so the first redirect of a poll comes from
+ * a real lookup, which replaced the hint: a hint never outlives its poll.
+ * A run's second frame stores the result and the third reuses it, so
+ * interleaved flows pay no more than a compare and a key store.
  *
  * A global function: the verifier checks it once, on its own, instead of
  * every path after it once per way through it.
  */
 __attribute__((noinline))
-int fib_lookup_hinted(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
+int fib_lookup_hinted(struct xdp_md *ctx, struct bpf_fib_lookup *fib,
+		      __u32 hinted)
 {
 	__u64 k[FIB_KEY_WORDS];
 	struct fib_hint *h;
@@ -188,6 +191,8 @@ int fib_lookup_hinted(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
 
 	if (!fib)
 		return -1;
+	if (!hinted)
+		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	h = bpf_map_lookup_elem(&xdpr_fib_hint, &zero);
 	if (!h)
 		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
@@ -396,7 +401,8 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 	fib.ipv4_src = iph->saddr;
 	fib.ipv4_dst = iph->daddr;
 
-	reason = fib_reason(fib_lookup_hinted(ctx, &fib), iph->ttl);
+	reason = fib_reason(fib_lookup_hinted(ctx, &fib, cfg->flags & IFACE_ROUTE_HINT),
+			    iph->ttl);
 	if (reason >= 0)
 		return reason;
 	reason = ipv4_source_reason(ctx, cfg, &fib, iph);
@@ -497,7 +503,8 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 	__builtin_memcpy(fib.ipv6_src, &ip6h->saddr, sizeof(fib.ipv6_src));
 	__builtin_memcpy(fib.ipv6_dst, &ip6h->daddr, sizeof(fib.ipv6_dst));
 
-	reason = fib_reason(fib_lookup_hinted(ctx, &fib), ip6h->hop_limit);
+	reason = fib_reason(fib_lookup_hinted(ctx, &fib, cfg->flags & IFACE_ROUTE_HINT),
+			    ip6h->hop_limit);
 	if (reason >= 0)
 		return reason;
 	reason = egress_reason(ctx, cfg, fib.ifindex, false);

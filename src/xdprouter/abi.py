@@ -109,6 +109,7 @@ class IfaceFlag(enum.IntFlag):
     RP_FILTER_STRICT = 1 << 3  # net.ipv4.conf.{all,IF}.rp_filter = 1
     RP_FILTER_LOOSE = 1 << 4  # ... = 2
     TX_VIA_DEVMAP = 1 << 5  # a veth: send same-interface frames through the devmap, not XDP_TX
+    ROUTE_HINT = 1 << 6  # attached in native mode: reuse a lookup within a NAPI poll (the route hint)
 
 
 class IfaceConfig(ctypes.Structure):

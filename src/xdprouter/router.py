@@ -339,9 +339,18 @@ class Router:
             if link is None:
                 inst.delete_config(key.value)
                 continue
-            config.flags = _flags(link, full_source_check)
+            config.flags = _flags(link, full_source_check, native=self._native(inst, ifindex))
             config.mac[:] = list(_mac_bytes(link.mac))
             inst.set_config(key.value, config)
+
+    @staticmethod
+    def _native(inst: _Instance, ifindex: int) -> bool:
+        """Is our program attached to ifindex in native (driver) mode?"""
+        try:
+            state = bpf.xdp_query(ifindex)
+        except BpfError:
+            return False
+        return state.prog_id == inst.prog_id and state.mode == "native"
 
     def detach(self, names: list[str] | None = None) -> list[str]:
         """Detach from the interfaces named, or from all (``names=None``)."""
@@ -482,9 +491,13 @@ def _free_slot(configs: dict[int, abi.IfaceConfig]) -> int:
     raise UsageError(f"too many interfaces attached (at most {abi.MAX_IFACES - 1})")
 
 
-def _flags(link: netlink.Link, full_source_check: bool) -> int:
+def _flags(link: netlink.Link, full_source_check: bool, native: bool = False) -> int:
     ifname = link.name
     flags = abi.IfaceFlag(0)
+    # Only in native mode is every devmap redirect in the interface's NAPI
+    # poll one of ours, which the route hint relies on (docs/design.md).
+    if native:
+        flags |= abi.IfaceFlag.ROUTE_HINT
     if link.kind == "veth":
         flags |= abi.IfaceFlag.TX_VIA_DEVMAP
     if system.send_redirects(ifname):

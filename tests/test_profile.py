@@ -46,7 +46,7 @@ def test_summary_leaves_idle_out_and_sums_parts() -> None:
         ("napi_skb_cache_get_bulk", "Linux stack (skbs)"),
         ("ip_forward", "Linux stack (skbs)"),
         ("_raw_spin_lock", "page pool (frames going back)"),
-        ("read_tsc", "clock reads (route hint)"),
+        ("read_tsc", "clock reads"),
         ("schedule", "other"),
     ],
 )

@@ -31,7 +31,7 @@ PARTS: dict[str, tuple[str, ...]] = {
         r"bpf_prog_\w+_xdp_reference",
         r"bpf_prog_\w+_fib_lookup_hinted",
     ),
-    "clock reads (route hint)": (r"read_tsc", r"ktime_get\w*", r"bpf_ktime_get\w*", r"kvm_clock_\w+", r"pvclock_\w+"),
+    "clock reads": (r"read_tsc", r"ktime_get\w*", r"bpf_ktime_get\w*", r"kvm_clock_\w+", r"pvclock_\w+"),
     "load generator and sink": (
         r"bpf_prog_\w+_xdp_gen\w*",
         r"bpf_prog_\w+_xdp_sink",

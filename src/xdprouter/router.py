@@ -495,8 +495,10 @@ def _flags(link: netlink.Link, full_source_check: bool, native: bool = False) ->
     ifname = link.name
     flags = abi.IfaceFlag(0)
     # Only in native mode is every devmap redirect in the interface's NAPI
-    # poll one of ours, which the route hint relies on (docs/design.md).
-    if native:
+    # poll one of ours, which the route hint relies on; on PREEMPT_RT two
+    # NAPI threads on one CPU could interleave in its per-CPU state
+    # (docs/design.md).
+    if native and not system.preempt_rt():
         flags |= abi.IfaceFlag.ROUTE_HINT
     if link.kind == "veth":
         flags |= abi.IfaceFlag.TX_VIA_DEVMAP

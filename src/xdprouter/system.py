@@ -32,6 +32,15 @@ def ipv6_forwarding(ifname: str) -> bool:
     return bool(_conf("ipv6", "all", "forwarding")) and not _conf("ipv6", ifname, "disable_ipv6")
 
 
+def preempt_rt() -> bool:
+    """A PREEMPT_RT kernel (``/sys/kernel/realtime``): NAPI runs in threads
+    that may preempt each other on one CPU."""
+    try:
+        return Path("/sys/kernel/realtime").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def rp_filter(ifname: str) -> int:
     # IN_DEV_RPFILTER is IN_DEV_MAXCONF: the larger of all and the interface
     return max(_conf("ipv4", "all", "rp_filter"), _conf("ipv4", ifname, "rp_filter"))

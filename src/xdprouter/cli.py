@@ -161,16 +161,26 @@ def _status(router: Router, args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [{"iface": r.name, "ifindex": r.ifindex, "mode": r.mode, "prog_id": r.prog_id} for r in rows], indent=2
+                [
+                    {
+                        "iface": r.name,
+                        "ifindex": r.ifindex,
+                        "mode": r.mode,
+                        "prog_id": r.prog_id,
+                        "route_hint": r.route_hint,
+                    }
+                    for r in rows
+                ],
+                indent=2,
             )
         )
         return 0
     if not rows:
         print("xdprouter is not attached in this namespace")
         return 0
-    print(f"{'IFACE':<16} {'IFINDEX':>7}  {'MODE':<8} PROG")
+    print(f"{'IFACE':<16} {'IFINDEX':>7}  {'MODE':<8} {'PROG':>6}  ROUTE HINT")
     for r in rows:
-        print(f"{r.name:<16} {r.ifindex:>7}  {r.mode:<8} {r.prog_id}")
+        print(f"{r.name:<16} {r.ifindex:>7}  {r.mode:<8} {r.prog_id:>6}  {'on' if r.route_hint else 'off'}")
     return 0
 
 

@@ -37,6 +37,7 @@ class IfaceStatus:
     ifindex: int
     mode: str
     prog_id: int
+    route_hint: bool = False  # frames may reuse a lookup within a NAPI poll (native mode)
 
 
 @dataclass
@@ -389,8 +390,9 @@ class Router:
             return []
         try:
             names = {link.index: link.name for link in netlink.links()}
+            configs = inst.configs()
             return [
-                IfaceStatus(names[i], i, s.mode, s.prog_id)
+                IfaceStatus(names[i], i, s.mode, s.prog_id, _route_hint(configs.get(i)))
                 for i, s in sorted(attached.items())
                 if s.prog_id == inst.prog_id
             ]
@@ -489,6 +491,10 @@ def _free_slot(configs: dict[int, abi.IfaceConfig]) -> int:
         if slot not in used:
             return slot
     raise UsageError(f"too many interfaces attached (at most {abi.MAX_IFACES - 1})")
+
+
+def _route_hint(config: abi.IfaceConfig | None) -> bool:
+    return config is not None and bool(config.flags & abi.IfaceFlag.ROUTE_HINT)
 
 
 def _flags(link: netlink.Link, full_source_check: bool, native: bool = False) -> int:

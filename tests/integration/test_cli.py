@@ -229,7 +229,7 @@ def test_mode_generic_then_native(lab: Lab) -> None:
         out = lab.xdprouter("attach", "--mode", "generic", "veth1", "veth2").stdout
         assert "attached to veth1 (generic," in out and "attached to veth2 (generic," in out
         rows = status(lab)
-        assert [r["mode"] for r in rows] == ["generic", "generic"]
+        assert [(r["mode"], r["route_hint"]) for r in rows] == [("generic", False)] * 2
         prog_id = rows[0]["prog_id"]
         for iface in lab.router_ifaces:
             assert attached_progs(lab, iface) == [("generic", prog_id, "xdp_router")]
@@ -243,8 +243,10 @@ def test_mode_generic_then_native(lab: Lab) -> None:
         out = lab.xdprouter("attach", "--mode", "native", "veth1", "veth2").stdout
         assert "attached to veth1 (native," in out and "attached to veth2 (native," in out
         rows = status(lab)
-        assert [r["mode"] for r in rows] == ["native", "native"]
+        assert [(r["mode"], r["route_hint"]) for r in rows] == [("native", True)] * 2
         assert {r["prog_id"] for r in rows} == {prog_id}
+        text = lab.xdprouter("status").stdout.splitlines()
+        assert text[0].split()[-2:] == ["ROUTE", "HINT"] and [line.split()[-1] for line in text[1:]] == ["on"] * 2
         for iface in lab.router_ifaces:
             assert attached_progs(lab, iface) == [("native", prog_id, "xdp_router")]
         before = stats(lab)
@@ -301,7 +303,7 @@ def test_status_and_stats_json_shapes(attached_lab: Lab) -> None:
     rows = status(lab)
     assert [r["iface"] for r in rows] == ["veth1", "veth2"]
     for row in rows:
-        assert set(row) == {"iface", "ifindex", "mode", "prog_id"}
+        assert set(row) == {"iface", "ifindex", "mode", "prog_id", "route_hint"}
         assert isinstance(row["ifindex"], int) and isinstance(row["prog_id"], int)
         iface = str(row["iface"])
         link = json.loads(lab.ip(lab.router, "-j", "link", "show", iface).stdout)[0]

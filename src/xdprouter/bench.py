@@ -343,8 +343,10 @@ class Bench:
     def forwarding_costs(self, cases: list[Case], repeat: int = 300_000) -> dict[str, dict[str, float]]:
         """ns per frame of each program on the forwarding path, BPF_PROG_RUN
         with repeat: the generator writes every frame afresh and tail-calls the
-        program (traffic.send_through), nothing is sent (no veth, no sink);
-        the generator's own cost, measured alone, is taken off. Best of 3."""
+        program (traffic.send_through), nothing is sent (no veth, no sink, and
+        so no route hint: it lives one receive batch of carried-out
+        redirects); the generator's own cost, measured alone, is taken off.
+        Best of 3."""
         lab = self.lab
         with netns(lab.router):
             veth1 = socket.if_nametoindex(lab.router_ifaces[0])
@@ -514,7 +516,8 @@ def table(report: Report) -> str:
                     f"the table costs {(1 - full.mpps / base.mpps):.1%}"
                 )
     lines.append(
-        "\nthe program's cost on the forwarding path (BPF_PROG_RUN repeat, frames written afresh, ns per frame):"
+        "\nthe program's cost on the forwarding path (BPF_PROG_RUN repeat, frames written afresh, ns per frame;"
+        " not live, so every frame is looked up: no route hint):"
     )
     lines += [
         f"  {case:<32} " + "  ".join(f"{c} {ns:5.0f}" for c, ns in by.items())

@@ -37,9 +37,14 @@ def mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
-@contextlib.contextmanager
-def attached_map(dp: DataPlane, name: str) -> Iterator[bpf.Map]:
-    """A map of the program attached in the router, by name."""
+def hinted(dp: DataPlane) -> list[bool]:
+    """Is the route hint on for veth1, veth2 (`xdprouter status`)?"""
+    with netns(dp.lab.router):
+        return [row.route_hint for row in Router().status()]
+
+
+def hint_uses(dp: DataPlane) -> int:
+    """Frames that reused a lookup result so far, over all CPUs."""
     with netns(dp.lab.router):
         info = Router().program_info()
         assert info is not None
@@ -47,28 +52,12 @@ def attached_map(dp: DataPlane, name: str) -> Iterator[bpf.Map]:
             for map_id in prog.map_ids():
                 m = bpf.Map.from_id(map_id)
                 try:
-                    if m.name == name:
-                        yield m
-                        return
+                    if m.name == abi.MAP_FIB_HINT:
+                        per_cpu = m.lookup_per_cpu(ctypes.c_uint32(0), abi.FibHint)
+                        return sum(h.uses for h in per_cpu)  # type: ignore[attr-defined]
                 finally:
                     m.close()
-    raise AssertionError(f"the program has no map {name}")
-
-
-def hinted(dp: DataPlane) -> list[bool]:
-    """Has veth1's, veth2's config the route hint flag?"""
-    with netns(dp.lab.router):
-        ifindexes = [socket.if_nametoindex(name) for name in dp.lab.router_ifaces]
-    with attached_map(dp, abi.MAP_IFACES) as m:
-        raw = [m.lookup(ctypes.c_uint32(i)) for i in ifindexes]
-    return [bool(abi.IfaceConfig.from_buffer_copy(r or b"").flags & abi.IfaceFlag.ROUTE_HINT) for r in raw]
-
-
-def hint_uses(dp: DataPlane) -> int:
-    """Frames that reused a lookup result so far, over all CPUs."""
-    with attached_map(dp, abi.MAP_FIB_HINT) as m:
-        per_cpu = m.lookup_per_cpu(ctypes.c_uint32(0), abi.FibHint)
-        return sum(h.uses for h in per_cpu)  # type: ignore[attr-defined]
+    raise AssertionError("the program has no hint map")
 
 
 def feed(dp: DataPlane, frame: bytes, n: int, batch: int = BATCH, **vary: int) -> dict[Verdict, int]:

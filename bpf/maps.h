@@ -71,6 +71,26 @@ struct {
 	__type(value, struct fib_hint);
 } xdpr_fib_hint SEC(".maps");
 
+/* The IPv6 local table's addresses (own and anycast), copied by the control
+ * plane with the table's serial number (xdpr_local6_ver): a destination
+ * that is none of them, while the table is unchanged, is looked up in the
+ * main table alone (bpf/include/fib6_local.h). Open addressing like
+ * xdpr_local4; all zeros = empty.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOCAL6_SLOTS);
+	__type(key, __u32);
+	__type(value, struct local6_addr);
+} xdpr_local6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct local6_state);
+} xdpr_local6_ver SEC(".maps");
+
 /* -- the firewall (bpf/include/firewall.h) ------------------------------ */
 
 /* [0]: is any rule loaded (the one check a frame pays without rules), and

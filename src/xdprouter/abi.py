@@ -320,7 +320,20 @@ MAP_TX_PORTS = "xdpr_tx_ports"
 MAP_STATS = "xdpr_stats"
 MAP_LOCAL4 = "xdpr_local4"
 MAP_FIB_HINT = "xdpr_fib_hint"
-ROUTER_MAPS = (MAP_IFACES, MAP_IFACES_HI, MAP_TX_PORTS, MAP_STATS, MAP_LOCAL4, MAP_FIB_HINT)
+MAP_LOCAL6 = "xdpr_local6"
+MAP_LOCAL6_STATE = "xdpr_local6_ver"
+ROUTER_MAPS = (
+    MAP_IFACES,
+    MAP_IFACES_HI,
+    MAP_TX_PORTS,
+    MAP_STATS,
+    MAP_LOCAL4,
+    MAP_FIB_HINT,
+    MAP_LOCAL6,
+    MAP_LOCAL6_STATE,
+)
+PROBE_MAP = "fib6_probe_out"  # bpf/fib6_probe.bpf.c
+PROBE_PROG = "xdp_fib6_probe"
 
 # Interfaces are looked up in an array indexed by ifindex (inlined by the
 # verifier, no hashing); the rare larger ifindex goes to a hash.
@@ -341,6 +354,7 @@ class FibHint(ctypes.Structure):
         ("out", ctypes.c_uint64 * 8),  # struct bpf_fib_lookup as the lookup left it
         ("uses", ctypes.c_uint32),  # frames that reused a result, ever
         ("ready", ctypes.c_uint32),  # 1: out is the result for key
+        ("main_only", ctypes.c_uint64),  # IPv6 lookups made in the main table alone, ever (fib6_local.h)
     ]
 
 
@@ -356,6 +370,56 @@ LOCAL4_MULT = 0x9E3779B1  # Fibonacci hashing
 def local4_slot(addr: int) -> int:
     """The home slot of an IPv4 address (host byte order), as the C side computes it."""
     return ((addr * LOCAL4_MULT) & 0xFFFFFFFF) >> (32 - LOCAL4_BITS)
+
+
+# The IPv6 local table's addresses (its /128 routes: our own and anycast
+# addresses), open addressing as above, keyed by the xor of the address's
+# four 32-bit words; all zeros = empty. With Local6State it tells the
+# program which destinations the main table alone answers for
+# (bpf/include/fib6_local.h).
+LOCAL6_BITS = 10
+LOCAL6_SLOTS = 1 << LOCAL6_BITS
+LOCAL6_PROBES = 8
+
+
+def local6_slot(addr: bytes) -> int:
+    """The home slot of a 16-byte IPv6 address, as the C side computes it."""
+    fold = 0
+    for i in range(0, 16, 4):
+        fold ^= int.from_bytes(addr[i : i + 4], "big")
+    return ((fold * LOCAL4_MULT) & 0xFFFFFFFF) >> (32 - LOCAL6_BITS)
+
+
+class Local6Addr(ctypes.Structure):
+    """A slot of ``xdpr_local6``: an IPv6 address as it is on the wire (``ipaddress...packed``)."""
+
+    _fields_ = [("words", ctypes.c_uint32 * 4)]
+
+
+class Fib6Local(enum.IntEnum):
+    """What the kernel's IPv6 FIB state allows (fib6_local_state())."""
+
+    OK = 0  # no policy rules: local table, then main
+    RULES = 1  # policy rules (or a VRF) choose the tables
+    UNREADABLE = 2  # a kernel without the fields read
+
+
+class Local6State(ctypes.Structure):
+    """``xdpr_local6_ver[0]``: is ``xdpr_local6`` the whole local table, as of which serial number."""
+
+    _fields_ = [
+        ("sernum", ctypes.c_int32),  # the local table root's fn_sernum when it was copied
+        ("complete", ctypes.c_uint32),  # 1: every route of the table that a forwarded frame could match is there
+    ]
+
+
+class Fib6Probe(ctypes.Structure):
+    """What ``xdp_fib6_probe`` read (bpf/fib6_probe.bpf.c)."""
+
+    _fields_ = [
+        ("sernum", ctypes.c_int32),
+        ("state", ctypes.c_uint32),  # Fib6Local
+    ]
 
 
 MAP_FW_STATE = "xdpr_fw_state"
@@ -390,6 +454,7 @@ _C_TYPES = {
     ctypes.c_uint16: "__u16",
     ctypes.c_uint32: "__u32",
     ctypes.c_uint64: "__u64",
+    ctypes.c_int32: "__s32",
 }
 
 
@@ -431,7 +496,10 @@ def c_header() -> str:
     out += [f"#define IFACE_ARRAY_SIZE {IFACE_ARRAY_SIZE}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}"]
     out += [f"#define LOCAL4_{k} {v}" for k, v in (("BITS", LOCAL4_BITS), ("SLOTS", LOCAL4_SLOTS))]
     out += [f"#define LOCAL4_PROBES {LOCAL4_PROBES}", f"#define LOCAL4_MULT {LOCAL4_MULT:#x}u"]
+    out += [f"#define LOCAL6_{k} {v}" for k, v in (("BITS", LOCAL6_BITS), ("SLOTS", LOCAL6_SLOTS))]
+    out += [f"#define LOCAL6_PROBES {LOCAL6_PROBES}"]
     out += [f"#define FIB_KEY_WORDS {FIB_KEY_WORDS}", ""]
+    out += ["enum fib6_local {"] + [f"\tFIB6_LOCAL_{f.name} = {f.value}," for f in Fib6Local] + ["};", ""]
     for name in (
         "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "
         "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP "
@@ -456,7 +524,17 @@ def c_header() -> str:
         FwSummary,
         FwLpmKey,
     )
-    structs += (FwIfprotoKey, FwLimitKey, FwLimitState, FwBlockKey, FwBlock, FibHint)
+    structs += (
+        FwIfprotoKey,
+        FwLimitKey,
+        FwLimitState,
+        FwBlockKey,
+        FwBlock,
+        FibHint,
+        Local6Addr,
+        Local6State,
+        Fib6Probe,
+    )
     for struct in structs:
         out.append(f"struct {_c_struct_name(struct)} {{")
         out += [_c_field(name, ctype) for name, ctype in struct._fields_]  # type: ignore[misc]

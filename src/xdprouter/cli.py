@@ -158,6 +158,7 @@ def _detach(router: Router, args: argparse.Namespace) -> int:
 
 def _status(router: Router, args: argparse.Namespace) -> int:
     rows = router.status()
+    main_only = bool(rows) and router.ipv6_main_only()
     if args.json:
         print(
             json.dumps(
@@ -168,6 +169,7 @@ def _status(router: Router, args: argparse.Namespace) -> int:
                         "mode": r.mode,
                         "prog_id": r.prog_id,
                         "route_hint": r.route_hint,
+                        "ipv6_main_table_only": main_only,  # namespace-wide
                     }
                     for r in rows
                 ],
@@ -181,6 +183,13 @@ def _status(router: Router, args: argparse.Namespace) -> int:
     print(f"{'IFACE':<16} {'IFINDEX':>7}  {'MODE':<8} {'PROG':>6}  ROUTE HINT")
     for r in rows:
         print(f"{r.name:<16} {r.ifindex:>7}  {r.mode:<8} {r.prog_id:>6}  {'on' if r.route_hint else 'off'}")
+    if main_only:
+        print("IPv6: destinations outside the local table are looked up in the main table alone")
+    else:
+        print(
+            "IPv6: every lookup walks the local table, then the main table (policy rules, a local prefix, "
+            "or the local table changed since attach: `xdprouter attach` again refreshes its copy)"
+        )
     return 0
 
 

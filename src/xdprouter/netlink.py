@@ -67,3 +67,14 @@ def has_policy_rules() -> bool:
             for msg in ipr.get_rules(family=2)
         }
     return bool(rules - _DEFAULT_RULES)
+
+
+def ipv6_local_table() -> list[ipaddress.IPv6Network]:
+    """The destinations of every route in the IPv6 local table (255)."""
+    with IPRoute() as ipr:
+        routes = ipr.get_routes(family=10, table=255)
+        return [
+            ipaddress.IPv6Network(f"{msg.get_attr('RTA_DST') or '::'}/{msg['dst_len']}", strict=False)
+            for msg in routes
+            if (msg.get_attr("RTA_TABLE") or msg["table"]) == 255
+        ]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import abi, bpf, netlink, system
+from . import abi, bpf, local6, netlink, system
 from .errors import BpfError, UsageError
 
 MODES = ("native", "generic", "auto")
@@ -218,6 +218,7 @@ class Router:
             raise UsageError(f"unknown mode {mode!r} (native, generic or auto)")
         _require_root()
         links = netlink.resolve(names)
+        local6.probe_object(self.object_path)  # missing: fail before anything changes
         with self._locked():
             attached = self._attached()
             inst = self._find(attached)
@@ -232,6 +233,7 @@ class Router:
                         self._attach_one(inst, link, mode, attached.get(link.index), foreign, report, full)
                     )
                 self._sync_local_addresses(inst)
+                self._sync_local6(inst)
                 self._refresh(inst, full)
                 report.warnings += _bypass_warnings()
                 return report
@@ -330,6 +332,10 @@ class Router:
             if raw is not None and raw[:4] != table[slot]:
                 m.update(key, table[slot])
 
+    def _sync_local6(self, inst: _Instance) -> None:
+        """Copy the IPv6 local table for the main-table-only lookups (local6.py)."""
+        local6.sync(inst.maps[abi.MAP_LOCAL6], inst.maps[abi.MAP_LOCAL6_STATE], self.object_path)
+
     def _refresh(self, inst: _Instance, full_source_check: bool) -> None:
         """Renew every attached interface's snapshot (MAC, sysctls); forget
         interfaces that went away (the kernel already took them out of the devmap)."""
@@ -396,6 +402,18 @@ class Router:
                 for i, s in sorted(attached.items())
                 if s.prog_id == inst.prog_id
             ]
+        finally:
+            inst.close()
+
+    def ipv6_main_only(self) -> bool:
+        """Are IPv6 destinations outside the local table looked up in the main
+        table alone (local6.py): is the program's copy complete and current?"""
+        _require_root()
+        inst = self._find(self._attached())
+        if inst is None:
+            return False
+        try:
+            return local6.in_use(inst.maps[abi.MAP_LOCAL6_STATE], self.object_path)
         finally:
             inst.close()
 

@@ -13,14 +13,13 @@ the very next frame.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 from packets import H2_IP4, H2_IP6, ipv4, ipv6
 
-from xdprouter import abi, bpf, system
+from xdprouter import bpf, system
 from xdprouter.abi import Reason, Verdict
 from xdprouter.lab import netns
 from xdprouter.router import Router
@@ -45,19 +44,7 @@ def hinted(dp: DataPlane) -> list[bool]:
 
 def hint_uses(dp: DataPlane) -> int:
     """Frames that reused a lookup result so far, over all CPUs."""
-    with netns(dp.lab.router):
-        info = Router().program_info()
-        assert info is not None
-        with bpf.opened_program(info.id) as prog:
-            for map_id in prog.map_ids():
-                m = bpf.Map.from_id(map_id)
-                try:
-                    if m.name == abi.MAP_FIB_HINT:
-                        per_cpu = m.lookup_per_cpu(ctypes.c_uint32(0), abi.FibHint)
-                        return sum(h.uses for h in per_cpu)  # type: ignore[attr-defined]
-                finally:
-                    m.close()
-    raise AssertionError("the program has no hint map")
+    return sum(h.uses for h in dp.fib_hints())  # type: ignore[attr-defined]
 
 
 def feed(dp: DataPlane, frame: bytes, n: int, batch: int = BATCH, **vary: int) -> dict[Verdict, int]:

@@ -246,7 +246,7 @@ def test_mode_generic_then_native(lab: Lab) -> None:
         assert [(r["mode"], r["route_hint"]) for r in rows] == [("native", True)] * 2
         assert {r["prog_id"] for r in rows} == {prog_id}
         text = lab.xdprouter("status").stdout.splitlines()
-        assert text[0].split()[-2:] == ["ROUTE", "HINT"] and [line.split()[-1] for line in text[1:]] == ["on"] * 2
+        assert text[0].split()[-2:] == ["ROUTE", "HINT"] and [line.split()[-1] for line in text[1:3]] == ["on"] * 2
         for iface in lab.router_ifaces:
             assert attached_progs(lab, iface) == [("native", prog_id, "xdp_router")]
         before = stats(lab)
@@ -256,6 +256,48 @@ def test_mode_generic_then_native(lab: Lab) -> None:
         assert verdict(after, "veth1", "forwarded") - verdict(before, "veth1", "forwarded") == 3
     finally:
         lab.xdprouter("detach", "--all", check=False)
+
+
+def test_status_says_when_ipv6_lookups_walk_the_local_table(attached_lab: Lab) -> None:
+    """An IPv6 address added after attach: full lookups at once (status says
+    so, with what to do), the main table alone again after the next attach."""
+    lab = attached_lab
+
+    def ipv6_line() -> str:
+        return lab.xdprouter("status").stdout.splitlines()[-1]
+
+    assert "main table alone" in ipv6_line()
+    lab.ip(lab.router, "-6", "addr", "add", "fd02::77/64", "dev", "veth2", "nodad")
+    try:
+        line = ipv6_line()
+        assert "local table, then the main table" in line and "xdprouter attach" in line, line
+        assert [r["ipv6_main_table_only"] for r in status(lab)] == [False, False]
+        lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
+        assert "main table alone" in ipv6_line()
+    finally:
+        lab.ip(lab.router, "-6", "addr", "del", "fd02::77/64", "dev", "veth2", check=False)
+        lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
+
+
+def test_attach_without_probe_object_changes_nothing(lab: Lab, tmp_path: Path) -> None:
+    """`make bpf` builds the probe beside the router's object; without it,
+    attach refuses before touching anything."""
+    obj = tmp_path / "xdp_router.bpf.o"
+    obj.write_bytes((Path(__file__).resolve().parents[2] / "build" / "xdp_router.bpf.o").read_bytes())
+    proc = lab.run(
+        lab.router,
+        "env",
+        f"XDPROUTER_BPF_OBJECT={obj}",
+        sys.executable,
+        "-m",
+        "xdprouter.cli",
+        "attach",
+        "veth1",
+        check=False,
+    )
+    assert_one_line_error(proc, "fib6_probe.bpf.o", "make bpf")
+    assert status(lab) == []
+    assert attached_progs(lab, "veth1") == []
 
 
 def test_interface_that_goes_away(attached_lab: Lab) -> None:
@@ -303,7 +345,8 @@ def test_status_and_stats_json_shapes(attached_lab: Lab) -> None:
     rows = status(lab)
     assert [r["iface"] for r in rows] == ["veth1", "veth2"]
     for row in rows:
-        assert set(row) == {"iface", "ifindex", "mode", "prog_id", "route_hint"}
+        assert set(row) == {"iface", "ifindex", "mode", "prog_id", "route_hint", "ipv6_main_table_only"}
+        assert row["ipv6_main_table_only"] is True
         assert isinstance(row["ifindex"], int) and isinstance(row["prog_id"], int)
         iface = str(row["iface"])
         link = json.loads(lab.ip(lab.router, "-j", "link", "show", iface).stdout)[0]

@@ -1,0 +1,97 @@
+"""The fast path's copy of the IPv6 local table (bpf/include/fib6_local.h).
+
+With no policy rules the kernel looks an IPv6 destination up in the local
+table and then in the main table. The program skips the first walk for a
+destination that is none of the local table's routes, which it can tell from
+this copy for as long as the table's serial number is the one read just
+before the copy was made. Only /128 routes (our own and anycast addresses)
+can be copied; prefixes no forwarded frame can match (multicast, link-local:
+the program hands those to the kernel before any lookup) are left out; any
+other prefix leaves the copy incomplete, and every frame gets the full lookup.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import abi, bpf, netlink
+from .errors import UsageError
+
+PROBE_OBJECT = "fib6_probe.bpf.o"
+# destinations the program never looks up (ipv6_address_reason())
+_NEVER_LOOKED_UP = (ipaddress.IPv6Network("ff00::/8"), ipaddress.IPv6Network("fe80::/10"))
+
+
+def local6_table(routes: Iterable[ipaddress.IPv6Network]) -> list[bytes] | None:
+    """The open-addressing table of ``routes`` (LOCAL6_SLOTS addresses, zeros
+    for empty), or None if some route is a prefix a forwarded frame could
+    match or the addresses do not fit."""
+    table = [bytes(16)] * abi.LOCAL6_SLOTS
+    for net in sorted(set(routes)):
+        if any(net.subnet_of(never) for never in _NEVER_LOOKED_UP):
+            continue
+        if net.prefixlen != 128:
+            return None
+        addr = net.network_address.packed
+        if addr == bytes(16):
+            continue  # "::" is a martian destination, never looked up
+        home = abi.local6_slot(addr)
+        for i in range(abi.LOCAL6_PROBES):
+            slot = (home + i) & (abi.LOCAL6_SLOTS - 1)
+            if table[slot] == bytes(16):
+                table[slot] = addr
+                break
+        else:
+            return None
+    return table
+
+
+def probe_object(router_object: Path) -> Path:
+    """The probe's object file, built beside the router's."""
+    path = router_object.with_name(PROBE_OBJECT)
+    if not path.exists():
+        raise UsageError(f"BPF object {path} not found: run `make bpf` first")
+    return path
+
+
+def probe(router_object: Path) -> abi.Fib6Probe:
+    """The local table's serial number and whether it may be used, read by
+    running the probe program in the caller's namespace."""
+    with bpf.Object(str(probe_object(router_object))) as obj:
+        obj.program(abi.PROBE_PROG).test_run(bytes(64))
+        raw = obj.map(abi.PROBE_MAP).lookup(ctypes.c_uint32(0))
+    assert raw is not None
+    return abi.Fib6Probe.from_buffer_copy(raw)
+
+
+def sync(local6: bpf.Map, state: bpf.Map, router_object: Path) -> bool:
+    """Copy the local table into ``local6`` and mark it complete in
+    ``state`` if it can be: True when the program may use it."""
+    zero = ctypes.c_uint32(0)
+    state.update(zero, abi.Local6State())  # full lookups while the copy changes
+    live = probe(router_object)  # read before the table: a change after it shows
+    if live.state != abi.Fib6Local.OK:
+        return False
+    table = local6_table(netlink.ipv6_local_table())
+    if table is None:
+        return False
+    for slot, addr in enumerate(table):
+        key = ctypes.c_uint32(slot)
+        if local6.lookup(key) != addr:
+            local6.update(key, addr)
+    state.update(zero, abi.Local6State(sernum=live.sernum, complete=1))
+    return True
+
+
+def in_use(state: bpf.Map, router_object: Path) -> bool:
+    """Is the copy complete and the local table unchanged since (so the
+    program looks non-local destinations up in the main table alone)?"""
+    raw = state.lookup(ctypes.c_uint32(0))
+    if raw is None:
+        return False
+    copy = abi.Local6State.from_buffer_copy(raw)
+    live = probe(router_object)
+    return bool(copy.complete) and live.state == abi.Fib6Local.OK and live.sernum == copy.sernum

@@ -1,0 +1,177 @@
+"""IPv6 lookups in the main table alone (bpf/include/fib6_local.h).
+
+Without policy rules Linux looks an IPv6 destination up in the local table,
+then in the main table. The program skips the local table for a destination
+that is none of its routes, known from the control plane's copy while the
+table's serial number is unchanged. Every test checks what Linux does with
+the frame (local delivery is the kernel's: the frame must be passed) and
+whether the lookup went to the main table alone (the per-CPU counter).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+import pytest
+from packets import ipv4, ipv6
+
+from xdprouter import abi
+from xdprouter.abi import Reason
+from xdprouter.lab import netns
+from xdprouter.local6 import local6_table
+from xdprouter.router import Router
+
+from .conftest import DataPlane
+
+ROUTED = "2001:db8:300::1"  # in 2001:db8:300::/48 via h2
+
+
+def main_only(dp: DataPlane) -> int:
+    return sum(h.main_only for h in dp.fib_hints())  # type: ignore[attr-defined]
+
+
+def in_use(dp: DataPlane) -> bool:
+    with netns(dp.lab.router):
+        return Router().ipv6_main_only()
+
+
+def verdict(dp: DataPlane, dst: str) -> tuple[str, Reason | None, int]:
+    """What the program does with an IPv6 frame to ``dst``, and how many of
+    its lookups (0 or 1) went to the main table alone."""
+    before = main_only(dp)
+    result = dp.run(ipv6(dp.macs, dst=dst))
+    return result.action, result.reason, main_only(dp) - before
+
+
+def test_in_use_after_attach(dp: DataPlane) -> None:
+    """The lab's local table holds only addresses and multicast: copied whole."""
+    assert in_use(dp)
+    assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 1)
+
+
+def test_ipv4_is_not_affected(dp: DataPlane) -> None:
+    before = main_only(dp)
+    assert dp.run(ipv4(dp.macs)).reason == Reason.FORWARD
+    assert main_only(dp) == before
+
+
+@pytest.mark.parametrize(
+    "dst", ["fd02::1", "fd01::1", "fd03::1", "fd02::"], ids=["egress", "ingress", "other", "anycast"]
+)
+def test_local_destinations_get_the_full_lookup(dp: DataPlane, dst: str) -> None:
+    """Our own and anycast addresses are in the copy: the kernel delivers them."""
+    assert in_use(dp)
+    assert verdict(dp, dst) == ("pass", Reason.NOT_FORWARDED, 0)
+
+
+@pytest.fixture
+def loopback_address(dp: DataPlane) -> Iterator[str]:
+    """An address of ours inside a prefix routed via h2: only the local
+    table says it is ours (a lookup in main would forward it)."""
+    dp.ip("-6", "addr", "add", "2001:db8:300::5/128", "dev", "lo")
+    try:
+        yield "2001:db8:300::5"
+    finally:
+        dp.ip("-6", "addr", "del", "2001:db8:300::5/128", "dev", "lo")
+        dp.attach()
+
+
+def test_address_added_after_attach_is_delivered(dp: DataPlane, loopback_address: str) -> None:
+    """The copy is stale the moment the local table changes; until the next
+    attach every IPv6 lookup is a full one."""
+    assert verdict(dp, loopback_address) == ("pass", Reason.NOT_FORWARDED, 0)
+    assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 0)
+    assert not in_use(dp)
+
+
+def test_address_known_at_attach_is_delivered(dp: DataPlane, loopback_address: str) -> None:
+    dp.attach()
+    assert in_use(dp)
+    assert verdict(dp, loopback_address) == ("pass", Reason.NOT_FORWARDED, 0)
+    assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 1)
+
+
+@pytest.fixture
+def anycast_route(dp: DataPlane) -> Iterator[str]:
+    dp.ip("-6", "route", "add", "anycast", "2001:db8:300::6", "dev", "veth2", "table", "local")
+    try:
+        yield "2001:db8:300::6"
+    finally:
+        dp.ip("-6", "route", "del", "anycast", "2001:db8:300::6", "dev", "veth2", "table", "local")
+        dp.attach()
+
+
+def test_local_table_route_added_after_attach(dp: DataPlane, anycast_route: str) -> None:
+    assert verdict(dp, anycast_route) == ("pass", Reason.NOT_FORWARDED, 0)
+    dp.attach()
+    assert verdict(dp, anycast_route) == ("pass", Reason.NOT_FORWARDED, 0)
+    assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 1)
+
+
+def test_main_table_changes_keep_the_copy(dp: DataPlane) -> None:
+    """Routes come and go in the main table all day (BGP): the copy stays good."""
+    dp.ip("-6", "route", "add", "blackhole", "2001:db8:300:7::/64")
+    try:
+        assert verdict(dp, "2001:db8:300:7::1") == ("drop", Reason.BLACKHOLE, 1)
+    finally:
+        dp.ip("-6", "route", "del", "blackhole", "2001:db8:300:7::/64")
+    assert verdict(dp, "2001:db8:300:7::1") == ("redirect", Reason.FORWARD, 1)
+
+
+@pytest.fixture
+def local_prefix(dp: DataPlane) -> Iterator[str]:
+    """A whole prefix delivered locally (AnyIP): cannot be copied as addresses."""
+    dp.ip("-6", "route", "add", "local", "2001:db8:300:8::/64", "dev", "lo", "table", "local")
+    dp.attach()
+    try:
+        yield "2001:db8:300:8::9"
+    finally:
+        dp.ip("-6", "route", "del", "local", "2001:db8:300:8::/64", "dev", "lo", "table", "local")
+        dp.attach()
+
+
+def test_local_prefix_means_full_lookups(dp: DataPlane, local_prefix: str) -> None:
+    assert not in_use(dp)
+    assert verdict(dp, local_prefix) == ("pass", Reason.NOT_FORWARDED, 0)
+    assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 0)
+
+
+def test_policy_rule_added_after_attach(dp: DataPlane) -> None:
+    """Rules choose the tables: the lookup is the kernel's whole one. Last in
+    this module: the namespace keeps fib6_has_custom_rules once set."""
+    assert in_use(dp)
+    dp.ip("-6", "route", "add", "blackhole", "2001:db8:300::8", "table", "100")
+    dp.ip("-6", "rule", "add", "to", "2001:db8:300::8", "table", "100", "prio", "100")
+    try:
+        assert verdict(dp, "2001:db8:300::8") == ("drop", Reason.BLACKHOLE, 0)
+        assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 0)
+        dp.attach()
+        assert not in_use(dp)
+    finally:
+        dp.ip("-6", "rule", "del", "prio", "100")
+        dp.ip("-6", "route", "del", "blackhole", "2001:db8:300::8", "table", "100")
+
+
+def net(text: str) -> ipaddress.IPv6Network:
+    return ipaddress.IPv6Network(text)
+
+
+def test_copy_leaves_out_what_is_never_looked_up() -> None:
+    table = local6_table([net("ff00::/8"), net("fe80::/64"), net("fe80::1/128"), net("::/128"), net("fd02::1/128")])
+    assert table is not None
+    assert [a for a in table if any(a)] == [ipaddress.IPv6Address("fd02::1").packed]
+
+
+@pytest.mark.parametrize("prefix", ["fd02::/64", "::/0", "2001:db8::/127"])
+def test_copy_refuses_prefixes(prefix: str) -> None:
+    assert local6_table([net("fd02::1/128"), net(prefix)]) is None
+
+
+def test_copy_refuses_what_does_not_fit() -> None:
+    """Addresses that share a home slot fill at most LOCAL6_PROBES slots."""
+    same_home = [
+        a for a in (net(f"fd00::{i:x}/128") for i in range(1 << 16)) if abi.local6_slot(a.network_address.packed) == 0
+    ]
+    assert local6_table(same_home[: abi.LOCAL6_PROBES]) is not None
+    assert local6_table(same_home[: abi.LOCAL6_PROBES + 1]) is None

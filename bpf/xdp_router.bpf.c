@@ -34,7 +34,8 @@
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_PARAMETERPROB 12
 #define IP_OFFSET 0x1FFF
-#define RT6_TABLE_MAIN 254
+/* a load the compiler must make, and make once, where it is written */
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 
 /* What each reason means for the frame. */
 static __always_inline int reason_action(int reason)
@@ -190,36 +191,39 @@ static __always_inline bool ipv6_is_local(const __u32 *addr)
 /* May this IPv6 destination be looked up in the main table alone? Only
  * while the control plane's copy of the local table is complete and the
  * table unchanged since, with no policy rules, and for a destination that
- * is none of the local table's (fib6_local.h).
+ * is none of the local table's (fib6_local.h). The copy's generation is
+ * read again after the search: a copy rewritten meanwhile is not trusted.
  */
 static __always_inline bool ipv6_main_only(struct xdp_md *ctx, const __u32 *dst)
 {
 	const struct local6_state *st;
-	__u32 zero = 0;
+	__u32 zero = 0, gen;
 	int sernum;
 
 	st = bpf_map_lookup_elem(&xdpr_local6_ver, &zero);
 	if (!st || !st->complete)
 		return false;
+	gen = READ_ONCE(st->gen);
 	if (fib6_local_state(ctx, &sernum) != FIB6_LOCAL_OK || sernum != st->sernum)
 		return false;
-	return !ipv6_is_local(dst);
+	if (ipv6_is_local(dst))
+		return false;
+	return READ_ONCE(st->gen) == gen;
 }
 
 /* bpf_fib_lookup(), for IPv6 in the main table alone where that gives the
  * same answer: the local table's walk is 15-20 ns of the ~120 an IPv6
- * lookup takes (docs/performance.md).
+ * lookup takes (docs/performance.md). BPF_FIB_LOOKUP_DIRECT looks in the
+ * ingress device's VRF table or main; without rules there is no VRF.
  */
 static __always_inline int fib_lookup(struct xdp_md *ctx,
 				      struct bpf_fib_lookup *fib,
 				      struct fib_hint *h)
 {
 	if (fib->family == AF_INET6 && ipv6_main_only(ctx, fib->ipv6_dst)) {
-		fib->tbid = RT6_TABLE_MAIN;
 		if (h)
 			h->main_only++;
-		return bpf_fib_lookup(ctx, fib, sizeof(*fib),
-				      BPF_FIB_LOOKUP_DIRECT | BPF_FIB_LOOKUP_TBID);
+		return bpf_fib_lookup(ctx, fib, sizeof(*fib), BPF_FIB_LOOKUP_DIRECT);
 	}
 	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 }

@@ -2,13 +2,14 @@
 
 from .abi import Reason, Verdict
 from .errors import BpfError, UsageError, XdpRouterError
-from .router import AttachReport, IfaceCounters, IfaceStatus, Router, TestRunResult
+from .router import AttachReport, IfaceCounters, IfaceStatus, LookupCounters, Router, TestRunResult
 
 __all__ = [
     "AttachReport",
     "BpfError",
     "IfaceCounters",
     "IfaceStatus",
+    "LookupCounters",
     "Reason",
     "Router",
     "TestRunResult",

@@ -397,11 +397,12 @@ class Local6Addr(ctypes.Structure):
 
 
 class Fib6Local(enum.IntEnum):
-    """What the kernel's IPv6 FIB state allows (fib6_local_state())."""
+    """What the kernel's IPv6 FIB state allows (fib6_local_state()); 0 is
+    never an answer, so a result the probe did not write is not "OK"."""
 
-    OK = 0  # no policy rules: local table, then main
-    RULES = 1  # policy rules (or a VRF) choose the tables
-    UNREADABLE = 2  # a kernel without the fields read
+    OK = 1  # no policy rules: local table, then main
+    RULES = 2  # policy rules (or a VRF) choose the tables
+    UNREADABLE = 3  # a kernel without the fields read
 
 
 class Local6State(ctypes.Structure):
@@ -410,6 +411,7 @@ class Local6State(ctypes.Structure):
     _fields_ = [
         ("sernum", ctypes.c_int32),  # the local table root's fn_sernum when it was copied
         ("complete", ctypes.c_uint32),  # 1: every route of the table that a forwarded frame could match is there
+        ("gen", ctypes.c_uint32),  # changed by every rewrite: a search that saw it change is not trusted
     ]
 
 

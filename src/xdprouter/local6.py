@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import abi, bpf, netlink
-from .errors import UsageError
+from .errors import BpfError, UsageError
 
 PROBE_OBJECT = "fib6_probe.bpf.o"
+XDP_PASS = 2
 # destinations the program never looks up (ipv6_address_reason())
 _NEVER_LOOKED_UP = (ipaddress.IPv6Network("ff00::/8"), ipaddress.IPv6Network("fe80::/10"))
 
@@ -61,18 +62,28 @@ def probe(router_object: Path) -> abi.Fib6Probe:
     """The local table's serial number and whether it may be used, read by
     running the probe program in the caller's namespace."""
     with bpf.Object(str(probe_object(router_object))) as obj:
-        obj.program(abi.PROBE_PROG).test_run(bytes(64))
+        run = obj.program(abi.PROBE_PROG).test_run(bytes(64))
         raw = obj.map(abi.PROBE_MAP).lookup(ctypes.c_uint32(0))
-    assert raw is not None
+    if run.retval != XDP_PASS or raw is None:
+        raise BpfError(f"the IPv6 local table probe failed (returned {run.retval})")
     return abi.Fib6Probe.from_buffer_copy(raw)
 
 
 def sync(local6: bpf.Map, state: bpf.Map, router_object: Path) -> bool:
     """Copy the local table into ``local6`` and mark it complete in
-    ``state`` if it can be: True when the program may use it."""
+    ``state`` if it can be: True when the program may use it.
+
+    The program reads the state, searches the copy, and reads the state's
+    generation again; every write here changes the generation, so a search
+    that overlapped a rewrite is not trusted."""
     zero = ctypes.c_uint32(0)
-    state.update(zero, abi.Local6State())  # full lookups while the copy changes
-    live = probe(router_object)  # read before the table: a change after it shows
+    raw = state.lookup(zero)
+    gen = abi.Local6State.from_buffer_copy(raw).gen if raw else 0
+    state.update(zero, abi.Local6State(gen=gen + 1))  # full lookups while the copy changes
+    try:
+        live = probe(router_object)  # read before the table: a change after it shows
+    except BpfError:
+        return False  # the full lookup is always right
     if live.state != abi.Fib6Local.OK:
         return False
     table = local6_table(netlink.ipv6_local_table())
@@ -82,7 +93,7 @@ def sync(local6: bpf.Map, state: bpf.Map, router_object: Path) -> bool:
         key = ctypes.c_uint32(slot)
         if local6.lookup(key) != addr:
             local6.update(key, addr)
-    state.update(zero, abi.Local6State(sernum=live.sernum, complete=1))
+    state.update(zero, abi.Local6State(sernum=live.sernum, complete=1, gen=gen + 2))
     return True
 
 
@@ -93,5 +104,8 @@ def in_use(state: bpf.Map, router_object: Path) -> bool:
     if raw is None:
         return False
     copy = abi.Local6State.from_buffer_copy(raw)
-    live = probe(router_object)
+    try:
+        live = probe(router_object)
+    except BpfError:
+        return False
     return bool(copy.complete) and live.state == abi.Fib6Local.OK and live.sernum == copy.sernum

@@ -80,6 +80,14 @@ class TestRunResult:
 
 
 @dataclass
+class LookupCounters:
+    """Lookups the fast path saved or shortened (docs/design.md)."""
+
+    hint_uses: int = 0  # frames that reused the route hint instead of a lookup
+    ipv6_main_only: int = 0  # IPv6 lookups made in the main table alone
+
+
+@dataclass
 class AttachReport:
     """What attach did, and what the operator should know."""
 
@@ -456,6 +464,21 @@ class Router:
             return None
         try:
             return inst.prog.info()
+        finally:
+            inst.close()
+
+    def lookup_counters(self) -> LookupCounters:
+        """How the fast path's FIB lookups were made, over all CPUs, ever."""
+        _require_root()
+        inst = self._find(self._attached())
+        if inst is None:
+            return LookupCounters()
+        try:
+            per_cpu = inst.maps[abi.MAP_FIB_HINT].lookup_per_cpu(ctypes.c_uint32(0), abi.FibHint)
+            return LookupCounters(
+                hint_uses=sum(h.uses for h in per_cpu),  # type: ignore[attr-defined]
+                ipv6_main_only=sum(h.main_only for h in per_cpu),  # type: ignore[attr-defined]
+            )
         finally:
             inst.close()
 

@@ -21,7 +21,6 @@ The router gets, besides the lab's two subnets:
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,9 +28,8 @@ from dataclasses import dataclass
 import pytest
 from packets import H2_IP4, H2_IP6, Macs
 
-from xdprouter import abi, bpf
 from xdprouter.lab import Lab, netns
-from xdprouter.router import IfaceCounters, Router, TestRunResult
+from xdprouter.router import IfaceCounters, LookupCounters, Router, TestRunResult
 
 # MACs of neighbours that exist only in the router's neighbour table
 SAME_IFACE_GW_MAC = "02:00:00:00:01:03"
@@ -88,20 +86,10 @@ class DataPlane:
             self.lab.sysctl(self.lab.router, key, value)
         return old
 
-    def fib_hints(self) -> list[abi.FibHint]:
-        """The per-CPU lookup state (``xdpr_fib_hint``): hint uses, main-table-only lookups."""
+    def lookups(self) -> LookupCounters:
+        """Route hint uses and IPv6 main-table-only lookups so far, over all CPUs."""
         with netns(self.lab.router):
-            info = Router().program_info()
-            assert info is not None
-            with bpf.opened_program(info.id) as prog:
-                for map_id in prog.map_ids():
-                    m = bpf.Map.from_id(map_id)
-                    try:
-                        if m.name == abi.MAP_FIB_HINT:
-                            return m.lookup_per_cpu(ctypes.c_uint32(0), abi.FibHint)  # type: ignore[return-value]
-                    finally:
-                        m.close()
-        raise AssertionError("the program has no hint map")
+            return Router().lookup_counters()
 
     def attach(self) -> None:
         """(Re)attach: refreshes the program's sysctl and address snapshot."""

@@ -28,7 +28,7 @@ ROUTED = "2001:db8:300::1"  # in 2001:db8:300::/48 via h2
 
 
 def main_only(dp: DataPlane) -> int:
-    return sum(h.main_only for h in dp.fib_hints())  # type: ignore[attr-defined]
+    return dp.lookups().ipv6_main_only
 
 
 def in_use(dp: DataPlane) -> bool:
@@ -117,6 +117,68 @@ def test_main_table_changes_keep_the_copy(dp: DataPlane) -> None:
     finally:
         dp.ip("-6", "route", "del", "blackhole", "2001:db8:300:7::/64")
     assert verdict(dp, "2001:db8:300:7::1") == ("redirect", Reason.FORWARD, 1)
+
+
+def same_home_slot(n: int) -> list[str]:
+    """n addresses in 2001:db8:300::/64 (routed via h2) with one home slot."""
+    by_slot: dict[int, list[str]] = {}
+    for i in range(1, 1 << 16):
+        addr = f"2001:db8:300::{i:x}"
+        group = by_slot.setdefault(abi.local6_slot(ipaddress.IPv6Address(addr).packed), [])
+        group.append(addr)
+        if len(group) == n:
+            return group
+    raise AssertionError("no slot shared")
+
+
+@pytest.fixture
+def colliding(dp: DataPlane) -> Iterator[list[str]]:
+    """Two addresses of ours that share a home slot (the second lies past
+    it in the copy), known at attach, and a third, not ours, with the same
+    home slot: the program must search the copy as local6.py fills it."""
+    ours, ours_too, other = same_home_slot(3)
+    for addr in (ours, ours_too):
+        dp.ip("-6", "addr", "add", f"{addr}/128", "dev", "lo")
+    dp.attach()
+    try:
+        yield [ours, ours_too, other]
+    finally:
+        for addr in (ours, ours_too):
+            dp.ip("-6", "addr", "del", f"{addr}/128", "dev", "lo")
+        dp.attach()
+
+
+def test_colliding_addresses(dp: DataPlane, colliding: list[str]) -> None:
+    ours, ours_too, other = colliding
+    assert in_use(dp)
+    assert verdict(dp, ours) == ("pass", Reason.NOT_FORWARDED, 0)
+    assert verdict(dp, ours_too) == ("pass", Reason.NOT_FORWARDED, 0)
+    assert verdict(dp, other) == ("redirect", Reason.FORWARD, 1)
+
+
+@pytest.fixture
+def dummy_link(dp: DataPlane) -> Iterator[str]:
+    dp.ip("link", "add", "xdprd0", "type", "veth", "peer", "name", "xdprd1")
+    for link in ("xdprd0", "xdprd1"):
+        dp.ip("link", "set", link, "up")
+    dp.attach()
+    try:
+        yield "xdprd0"
+    finally:
+        dp.ip("link", "del", "xdprd0")
+        dp.attach()
+
+
+def test_link_flap_means_full_lookups_until_attach(dp: DataPlane, dummy_link: str) -> None:
+    """An interface coming up renews the routes on it, local ones included
+    (fib6_ifup()): the copy may be stale, so it is not used until attach."""
+    assert in_use(dp)
+    dp.ip("link", "set", dummy_link, "down")
+    dp.ip("link", "set", dummy_link, "up")
+    assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 0)
+    assert not in_use(dp)
+    dp.attach()
+    assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 1)
 
 
 @pytest.fixture

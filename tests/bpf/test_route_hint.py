@@ -44,7 +44,7 @@ def hinted(dp: DataPlane) -> list[bool]:
 
 def hint_uses(dp: DataPlane) -> int:
     """Frames that reused a lookup result so far, over all CPUs."""
-    return sum(h.uses for h in dp.fib_hints())  # type: ignore[attr-defined]
+    return dp.lookups().hint_uses
 
 
 def feed(dp: DataPlane, frame: bytes, n: int, batch: int = BATCH, **vary: int) -> dict[Verdict, int]:

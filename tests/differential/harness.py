@@ -17,7 +17,7 @@ from scapy.layers.l2 import Ether
 
 from xdprouter import abi
 from xdprouter.lab import Lab, netns, sh
-from xdprouter.router import Router
+from xdprouter.router import LookupCounters, Router
 
 from . import corpus
 
@@ -253,10 +253,13 @@ def dump(frames: list[corpus.Frame], kernel: Run, xdp: Run) -> None:
                 fh.write(f"    xdprouter {out}\n")
 
 
-def run_both(lab: Lab, frames: list[corpus.Frame], final_settle: float = FINAL_SETTLE) -> tuple[Run, Run, int]:
+def run_both(
+    lab: Lab, frames: list[corpus.Frame], final_settle: float = FINAL_SETTLE
+) -> tuple[Run, Run, int, LookupCounters]:
     """Send ``frames`` through plain kernel forwarding, then with xdprouter
     attached natively to both router interfaces; also return how many frames
-    the fast path forwarded. Detaches even on failure."""
+    the fast path forwarded, and how its lookups were made. Detaches even on
+    failure."""
     taps = Taps(lab)
     try:
         reset_router_state(lab)
@@ -266,11 +269,13 @@ def run_both(lab: Lab, frames: list[corpus.Frame], final_settle: float = FINAL_S
         try:
             xdp = send_all(lab, taps, frames, xdp=True, final_settle=final_settle)
             forwarded = reason_packets(lab).get(abi.Reason.FORWARD.name.lower(), 0)
+            with netns(lab.router):
+                lookups = Router().lookup_counters()
         finally:
             lab.xdprouter("detach", "--all", check=False)
     finally:
         taps.close()
-    return kernel, xdp, forwarded
+    return kernel, xdp, forwarded, lookups
 
 
 def differing(kernel: Run, xdp: Run) -> list[int]:

@@ -56,7 +56,7 @@ def test_linux_and_xdprouter_emit_the_same_bytes(lab: Lab, variant: harness.Vari
     macs = harness.router_lab(lab, variant)
     frames = corpus.build(macs)
     assert len(frames) >= 80
-    kernel, xdp, forwarded = harness.run_both(lab, frames)
+    kernel, xdp, forwarded, lookups = harness.run_both(lab, frames)
     harness.dump(frames, kernel, xdp)
     unseen = [f"#{i} {frames[i].name}: {r}" for i, r in enumerate(xdp.reasons) if not re.fullmatch(r"\w+ x1", r)]
     assert not unseen, "XDP did not count each frame exactly once (settle too short?):\n" + "\n".join(unseen)
@@ -67,5 +67,11 @@ def test_linux_and_xdprouter_emit_the_same_bytes(lab: Lab, variant: harness.Vari
     assert not fixed, f"known gaps now agree with Linux, remove them from corpus.KNOWN_GAPS: {sorted(fixed)}"
     # The comparison means something only if the fast path did forward.
     assert forwarded > 0, "the fast path forwarded nothing: every frame went to the kernel"
+    # IPv6 lookups go to the main table alone unless policy rules exist
+    # (docs/design.md): the comparison covers both ways
+    if variant.custom:
+        assert lookups.ipv6_main_only == 0, "IPv6 lookups skipped the local table despite policy rules"
+    else:
+        assert lookups.ipv6_main_only > 0, "no IPv6 lookup went to the main table alone"
     silent = [frames[i].name for i in range(len(frames)) if not kernel.outputs[i]]
     assert len(silent) < len(frames) // 2, f"suspiciously many frames without output: {silent}"

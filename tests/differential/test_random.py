@@ -115,7 +115,7 @@ def test_random_frames_leave_linux_and_xdprouter_alike(lab: Lab, variant: harnes
         if variant_id in gap.variants:
             frames.append(corpus.Frame(f"regression: {gap.name}", gap.build(macs)))
 
-    kernel, xdp, forwarded = harness.run_both(lab, frames, final_settle=FINAL_SETTLE)
+    kernel, xdp, forwarded, _ = harness.run_both(lab, frames, final_settle=FINAL_SETTLE)
     harness.dump(frames, kernel, xdp)
 
     unseen = [f"#{i} {frames[i].name}: {r}" for i, r in enumerate(xdp.reasons) if not re.fullmatch(r"\w+ x1", r)]

@@ -10,6 +10,7 @@ whether the lookup went to the main table alone (the per-CPU counter).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Iterator
 
@@ -92,14 +93,25 @@ def test_address_known_at_attach_is_delivered(dp: DataPlane, loopback_address: s
     assert verdict(dp, ROUTED) == ("redirect", Reason.FORWARD, 1)
 
 
+@contextlib.contextmanager
+def in_local_table(dp: DataPlane, kind: str, dst: str, dev: str, *, attach: bool) -> Iterator[None]:
+    """A route of ``kind`` in table local for the block (``attach``: then
+    attach, so the copy holds it); attached afresh when it is gone."""
+    route = [kind, dst, "dev", dev, "table", "local"]
+    dp.ip("-6", "route", "add", *route)
+    try:
+        if attach:
+            dp.attach()
+        yield
+    finally:
+        dp.ip("-6", "route", "del", *route)
+        dp.attach()
+
+
 @pytest.fixture
 def anycast_route(dp: DataPlane) -> Iterator[str]:
-    dp.ip("-6", "route", "add", "anycast", "2001:db8:300::6", "dev", "veth2", "table", "local")
-    try:
+    with in_local_table(dp, "anycast", "2001:db8:300::6", "veth2", attach=False):
         yield "2001:db8:300::6"
-    finally:
-        dp.ip("-6", "route", "del", "anycast", "2001:db8:300::6", "dev", "veth2", "table", "local")
-        dp.attach()
 
 
 def test_local_table_route_added_after_attach(dp: DataPlane, anycast_route: str) -> None:
@@ -184,13 +196,8 @@ def test_link_flap_means_full_lookups_until_attach(dp: DataPlane, dummy_link: st
 @pytest.fixture
 def local_prefix(dp: DataPlane) -> Iterator[str]:
     """A whole prefix delivered locally (AnyIP): cannot be copied as addresses."""
-    dp.ip("-6", "route", "add", "local", "2001:db8:300:8::/64", "dev", "lo", "table", "local")
-    dp.attach()
-    try:
+    with in_local_table(dp, "local", "2001:db8:300:8::/64", "lo", attach=True):
         yield "2001:db8:300:8::9"
-    finally:
-        dp.ip("-6", "route", "del", "local", "2001:db8:300:8::/64", "dev", "lo", "table", "local")
-        dp.attach()
 
 
 def test_local_prefix_means_full_lookups(dp: DataPlane, local_prefix: str) -> None:

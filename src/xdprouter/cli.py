@@ -18,6 +18,7 @@ examples:
   xdprouter attach eth0 eth1             load the fast path, attach to both
   xdprouter attach --mode generic eth2   add a third interface, generic XDP
   xdprouter status --json                what is attached where
+  xdprouter refresh                      after address, MAC, sysctl or link changes
   xdprouter stats --watch 1              counters and rates every second
   xdprouter detach --all                 back to plain kernel forwarding
   ip netns exec r1 xdprouter stats       commands work in any namespace
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("ifaces", nargs="+", metavar="IFACE")
     a.add_argument("--mode", choices=MODES, default="auto", help="XDP mode (auto: native, else generic)")
     a.add_argument("--force", action="store_true", help="replace another XDP program already attached")
+
+    sub.add_parser("refresh", help="take the attach-time snapshot again (addresses, MACs, sysctls, IPv6 local table)")
 
     d = sub.add_parser("detach", help="detach from interfaces")
     d.add_argument("ifaces", nargs="*", metavar="IFACE")
@@ -145,6 +148,14 @@ def _attach(router: Router, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh(router: Router, args: argparse.Namespace) -> int:
+    report = router.refresh()
+    for w in report.warnings:
+        print(f"xdprouter: warning: {w}", file=sys.stderr)
+    print("refreshed")
+    return 0
+
+
 def _detach(router: Router, args: argparse.Namespace) -> int:
     if args.all == bool(args.ifaces):
         raise XdpRouterError("name interfaces to detach, or --all")
@@ -188,7 +199,7 @@ def _status(router: Router, args: argparse.Namespace) -> int:
     else:
         print(
             "IPv6: every lookup walks the local table, then the main table (policy rules, a local prefix, "
-            "or the local table changed since attach: `xdprouter attach` again refreshes its copy)"
+            "or the local table changed since attach: `xdprouter refresh` renews its copy)"
         )
     return 0
 
@@ -324,6 +335,7 @@ def _firewall(router: Router, args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "attach": _attach,
+    "refresh": _refresh,
     "detach": _detach,
     "status": _status,
     "stats": _stats,

@@ -249,6 +249,25 @@ class Router:
                 if inst:
                     inst.close()
 
+    def refresh(self) -> AttachReport:
+        """Take the attach-time snapshot again for every attached interface
+        (addresses, the IPv6 local table's copy, MACs, sysctls): what
+        ``attach`` of the same interfaces would do, without naming them."""
+        _require_root()
+        local6.probe_object(self.object_path)
+        with self._locked():
+            attached = self._attached()
+            inst = self._find(attached)
+            if inst is None:
+                raise UsageError("xdprouter is not attached in this namespace")
+            try:
+                self._sync_local_addresses(inst)
+                self._sync_local6(inst)
+                self._refresh(inst, _full_source_check())
+                return AttachReport(warnings=_bypass_warnings())
+            finally:
+                inst.close()
+
     def _foreign(
         self, links: list[netlink.Link], attached: dict[int, bpf.XdpState], inst: _Instance | None, force: bool
     ) -> dict[int, int]:

@@ -624,6 +624,13 @@ def test_address_added_after_attach_after_reattach(dp: DataPlane, late_address: 
     assert_untouched(dp.run(frame), frame, "pass", R.MARTIAN_SRC)
 
 
+def test_address_added_after_attach_after_refresh(dp: DataPlane, late_address: str) -> None:
+    """`xdprouter refresh` takes the same snapshot without naming interfaces."""
+    frame = ipv4(dp.macs, src=late_address)
+    dp.lab.xdprouter("refresh")
+    assert_untouched(dp.run(frame), frame, "pass", R.MARTIAN_SRC)
+
+
 @pytest.fixture
 def new_veth1_mac(dp: DataPlane) -> Iterator[str]:
     dp.ip("link", "set", "veth1", "address", "02:00:00:00:00:11")

@@ -153,7 +153,7 @@ def test_foreign_program_refused_without_force_replaced_with_it(
 
 @pytest.mark.parametrize(
     "args",
-    [["attach", "veth1"], ["detach", "--all"], ["detach", "veth2"], ["status"], ["stats", "--json"]],
+    [["attach", "veth1"], ["refresh"], ["detach", "--all"], ["detach", "veth2"], ["status"], ["stats", "--json"]],
     ids=lambda a: "-".join(a),
 )
 def test_non_root_gets_one_line_error(attached_lab: Lab, args: list[str]) -> None:
@@ -270,13 +270,19 @@ def test_status_says_when_ipv6_lookups_walk_the_local_table(attached_lab: Lab) -
     lab.ip(lab.router, "-6", "addr", "add", "fd02::77/64", "dev", "veth2", "nodad")
     try:
         line = ipv6_line()
-        assert "local table, then the main table" in line and "xdprouter attach" in line, line
+        assert "local table, then the main table" in line and "xdprouter refresh" in line, line
         assert [r["ipv6_main_table_only"] for r in status(lab)] == [False, False]
-        lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
+        assert lab.xdprouter("refresh").stdout == "refreshed\n"
         assert "main table alone" in ipv6_line()
     finally:
         lab.ip(lab.router, "-6", "addr", "del", "fd02::77/64", "dev", "veth2", check=False)
         lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
+
+
+def test_refresh_when_not_attached(lab: Lab) -> None:
+    proc = lab.xdprouter("refresh", check=False)
+    assert_one_line_error(proc, "not attached")
+    assert status(lab) == []
 
 
 def test_attach_without_probe_object_changes_nothing(lab: Lab, tmp_path: Path) -> None:

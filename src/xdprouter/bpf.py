@@ -177,6 +177,14 @@ class Map:
         buf = value if isinstance(value, bytes) else bytes(value)  # type: ignore[arg-type]
         _check(L.lib.bpf_map_update_elem(self.fd, ctypes.byref(key), buf, flags), f"updating map {self.name}")
 
+    def write_changed(self, values: list[bytes]) -> None:
+        """Make an array map hold ``values`` (slot i = values[i]), writing only
+        the slots that differ, so a reader never sees an unchanged slot move."""
+        for slot, value in enumerate(values):
+            key = ctypes.c_uint32(slot)
+            if self.lookup(key) != value:
+                self.update(key, value)
+
     def delete(self, key: ctypes._CData) -> bool:
         rc = L.lib.bpf_map_delete_elem(self.fd, ctypes.byref(key))
         if rc < 0:

@@ -89,10 +89,7 @@ def sync(local6: bpf.Map, state: bpf.Map, router_object: Path) -> bool:
     table = local6_table(netlink.ipv6_local_table())
     if table is None:
         return False
-    for slot, addr in enumerate(table):
-        key = ctypes.c_uint32(slot)
-        if local6.lookup(key) != addr:
-            local6.update(key, addr)
+    local6.write_changed(table)
     state.update(zero, abi.Local6State(sernum=live.sernum, complete=1, gen=gen + 2))
     return True
 

@@ -240,9 +240,7 @@ class Router:
                     report.attached.append(
                         self._attach_one(inst, link, mode, attached.get(link.index), foreign, report, full)
                     )
-                self._sync_local_addresses(inst)
-                self._sync_local6(inst)
-                self._refresh(inst, full)
+                self._snapshot(inst, full)
                 report.warnings += _bypass_warnings()
                 return report
             finally:
@@ -261,9 +259,7 @@ class Router:
             if inst is None:
                 raise UsageError("xdprouter is not attached in this namespace")
             try:
-                self._sync_local_addresses(inst)
-                self._sync_local6(inst)
-                self._refresh(inst, _full_source_check())
+                self._snapshot(inst, _full_source_check())
                 return AttachReport(warnings=_bypass_warnings())
             finally:
                 inst.close()
@@ -349,19 +345,12 @@ class Router:
                 return candidate
         raise UsageError(f"attaching to {link.name}: no mode worked")
 
-    def _sync_local_addresses(self, inst: _Instance) -> None:
-        """Write the open-addressing table of our IPv4 addresses (changed slots only)."""
-        m = inst.maps[abi.MAP_LOCAL4]
-        table = local4_table(netlink.ipv4_addresses())
-        for slot in range(abi.LOCAL4_SLOTS):
-            key = ctypes.c_uint32(slot)
-            raw = m.lookup(key)
-            if raw is not None and raw[:4] != table[slot]:
-                m.update(key, table[slot])
-
-    def _sync_local6(self, inst: _Instance) -> None:
-        """Copy the IPv6 local table for the main-table-only lookups (local6.py)."""
+    def _snapshot(self, inst: _Instance, full_source_check: bool) -> None:
+        """Take the attach-time snapshot: our IPv4 addresses, the IPv6 local
+        table's copy (local6.py), every interface's MAC and sysctls."""
+        inst.maps[abi.MAP_LOCAL4].write_changed(local4_table(netlink.ipv4_addresses()))
         local6.sync(inst.maps[abi.MAP_LOCAL6], inst.maps[abi.MAP_LOCAL6_STATE], self.object_path)
+        self._refresh(inst, full_source_check)
 
     def _refresh(self, inst: _Instance, full_source_check: bool) -> None:
         """Renew every attached interface's snapshot (MAC, sysctls); forget

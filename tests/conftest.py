@@ -4,13 +4,12 @@ namespaces, removed afterwards even when the test fails."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from xdprouter.lab import Lab, netns
+from xdprouter.lab import Lab
 from xdprouter.router import default_object_path
 from xdprouter.traffic import Traffic
 
@@ -49,20 +48,22 @@ def attached_lab(lab: Lab) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def live_traffic(attached_lab: Lab) -> Iterator[tuple[Lab, Traffic, int]]:
-    """The attached lab with neighbours resolved, the live-frames generator
-    ready on h1 (its eth0 ifindex) and the counting sink on h2's eth0."""
+def loaded_lab(attached_lab: Lab) -> Iterator[tuple[Lab, Traffic]]:
+    """The attached lab with neighbours resolved and the load sources'
+    programs loaded (``traffic.Loop``, ``traffic.Injector``)."""
     lab = attached_lab
     for flag, addr in (("-4", lab.h2.ip4), ("-6", lab.h2.ip6)):
         lab.run(lab.h1.ns, "ping", flag, "-c", "1", "-W", "2", addr)
     with Traffic() as traffic:
-        with netns(lab.h2.ns):
-            h2 = socket.if_nametoindex("eth0")
-            traffic.attach_sink(h2)
-        with netns(lab.h1.ns):
-            h1 = socket.if_nametoindex("eth0")
-        try:
-            yield lab, traffic, h1
-        finally:
-            with netns(lab.h2.ns):
-                traffic.detach_sink(h2)
+        yield lab, traffic
+
+
+@pytest.fixture
+def sink_h2(loaded_lab: tuple[Lab, Traffic]) -> Iterator[None]:
+    """The counting sink on h2's interface."""
+    lab, traffic = loaded_lab
+    traffic.attach(lab.h2.ns, lab.h2.iface, traffic.sink)
+    try:
+        yield
+    finally:
+        traffic.detach(lab.h2.ns, lab.h2.iface)

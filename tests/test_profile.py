@@ -15,7 +15,7 @@ REPORT = """\
     10.00%  [k] bpf_prog_ee580cbde5dd23dc_xdp_router
      8.00%  [k] veth_xdp_rcv_one
      8.00%  [k] __netif_receive_skb_core.constprop.0
-     4.00%  [k] bpf_prog_d2aa4081d7f65cad_xdp_gen
+     4.00%  [k] bpf_prog_d2aa4081d7f65cad_xdp_loop_a
      4.00%  [k] page_pool_put_unrefed_netmem
      8.00%  [k] __rcu_read_lock
      8.00%  [.] some_user_function
@@ -41,7 +41,8 @@ def test_summary_leaves_idle_out_and_sums_parts() -> None:
         ("bpf_ipv6_fib_lookup", "FIB and neighbour lookup"),
         ("fib6_node_lookup_1", "FIB and neighbour lookup"),
         ("ip_route_use_hint", "FIB and neighbour lookup"),
-        ("xdp_test_run_batch.constprop.0", "load generator and sink"),
+        ("bpf_prog_0123456789abcdef_xdp_loop_b", "load source (loop hosts)"),
+        ("bpf_prog_0123456789abcdef_xdp_inject", "load source (loop hosts)"),
         ("napi_complete_done", "veth and XDP redirect"),
         ("napi_skb_cache_get_bulk", "Linux stack (skbs)"),
         ("ip_forward", "Linux stack (skbs)"),

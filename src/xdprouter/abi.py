@@ -136,8 +136,30 @@ class IfaceStats(ctypes.Structure):
 GEN_HDR_LEN = 64  # room for eth + IPv6 + UDP (62 bytes), the largest header the generator writes
 
 
+class GenSlot(enum.IntEnum):
+    """The generator's templates (``gen_config``, ``gen_seq``): one per role."""
+
+    SIDE_A = 0  # the closed loop's first host (xdp_loop_a)
+    SIDE_B = 1  # the closed loop's second host (xdp_loop_b)
+    INJECT = 2  # the injector (xdp_inject)
+    CHAIN = 3  # BPF_PROG_RUN chained to a program under test (xdp_gen_chain)
+
+
+class GenCount(enum.IntEnum):
+    """Slots of ``gen_counts``: frames and bytes seen where."""
+
+    SINK = 0  # xdp_sink
+    SIDE_A = 1  # arrived at the loop's first host (= SIDE_A + GenSlot.SIDE_A)
+    SIDE_B = 2  # arrived at the loop's second host
+    INJECT = 3  # sent by the injector
+
+
+GEN_SLOTS = len(GenSlot)
+GEN_COUNTS = len(GenCount)
+
+
 class GenConfig(ctypes.Structure):
-    """The live-frames generator's template (bpf/traffic.bpf.c, ``gen_config``)."""
+    """A generator template (bpf/traffic.bpf.c, ``gen_config``)."""
 
     _fields_ = [
         ("header", ctypes.c_uint8 * GEN_HDR_LEN),  # the frame's first bytes, as built
@@ -147,6 +169,21 @@ class GenConfig(ctypes.Structure):
         ("ipv6", ctypes.c_uint32),
         ("srcs", ctypes.c_uint32),  # distinct source addresses (0 or 1: fixed)
         ("src_shift", ctypes.c_uint32),  # source i is the frame's + (i << src_shift)
+        ("ifindex", ctypes.c_uint32),  # the injector's output interface
+        ("dport", ctypes.c_uint32),  # the loop's UDP destination port (host order): what a loop host bounces
+    ]
+
+
+class LoopState(ctypes.Structure):
+    """``loop_state[0]``: the closed loop's budget and the window it times."""
+
+    _fields_ = [
+        ("budget", ctypes.c_int64),  # bounces left; an arrival at 0 or below retires the frame
+        ("mark_start", ctypes.c_int64),  # the budget value whose bounce reads t_start
+        ("mark_end", ctypes.c_int64),  # ... and t_end
+        ("t_start", ctypes.c_uint64),  # bpf_ktime_get_ns()
+        ("t_end", ctypes.c_uint64),
+        ("retired", ctypes.c_uint64),  # frames that arrived after the budget was spent
     ]
 
 
@@ -457,6 +494,7 @@ _C_TYPES = {
     ctypes.c_uint32: "__u32",
     ctypes.c_uint64: "__u64",
     ctypes.c_int32: "__s32",
+    ctypes.c_int64: "__s64",
 }
 
 
@@ -496,6 +534,9 @@ def c_header() -> str:
     out += [f"\tIFACE_{f.name} = {f.value}," for f in IfaceFlag]
     out += ["};", "", f"#define MAX_IFACES {MAX_IFACES}", f"#define UNCONFIGURED_SLOT {UNCONFIGURED_SLOT}"]
     out += [f"#define IFACE_ARRAY_SIZE {IFACE_ARRAY_SIZE}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}"]
+    out += [f"#define GEN_SLOTS {GEN_SLOTS}", f"#define GEN_COUNTS {GEN_COUNTS}"]
+    out += ["enum gen_slot {"] + [f"\tGEN_{s.name} = {s.value}," for s in GenSlot] + ["};"]
+    out += ["enum gen_count {"] + [f"\tGEN_COUNT_{c.name} = {c.value}," for c in GenCount] + ["};"]
     out += [f"#define LOCAL4_{k} {v}" for k, v in (("BITS", LOCAL4_BITS), ("SLOTS", LOCAL4_SLOTS))]
     out += [f"#define LOCAL4_PROBES {LOCAL4_PROBES}", f"#define LOCAL4_MULT {LOCAL4_MULT:#x}u"]
     out += [f"#define LOCAL6_{k} {v}" for k, v in (("BITS", LOCAL6_BITS), ("SLOTS", LOCAL6_SLOTS))]
@@ -518,6 +559,7 @@ def c_header() -> str:
         Counter,
         IfaceStats,
         GenConfig,
+        LoopState,
         FwSetInfo,
         FwState,
         FwGen,

@@ -88,8 +88,6 @@ class Program:
         *,
         ingress_ifindex: int = 0,
         repeat: int = 1,
-        live_frames: bool = False,
-        batch_size: int = 0,
     ) -> TestRun:
         """Run the program on ``packet`` (BPF_PROG_RUN) in the caller's netns."""
         data_in = ctypes.create_string_buffer(packet, len(packet))
@@ -103,15 +101,11 @@ class Program:
             ctx_in=ctypes.cast(ctypes.byref(ctx), ctypes.c_void_p),
             ctx_size_in=ctypes.sizeof(ctx),
             repeat=repeat,
-            batch_size=batch_size,
+            data_out=ctypes.cast(data_out, ctypes.c_void_p),
+            data_size_out=out_size,
         )
-        if live_frames:
-            opts.flags = L.BPF_F_TEST_XDP_LIVE_FRAMES
-        else:
-            opts.data_out = ctypes.cast(data_out, ctypes.c_void_p)
-            opts.data_size_out = out_size
         _check(L.lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)), "BPF_PROG_RUN")
-        return TestRun(opts.retval, data_out.raw[: opts.data_size_out] if not live_frames else b"", opts.duration)
+        return TestRun(opts.retval, data_out.raw[: opts.data_size_out], opts.duration)
 
     def close(self) -> None:
         if self._owned and self.fd >= 0:

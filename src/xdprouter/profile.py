@@ -32,11 +32,8 @@ PARTS: dict[str, tuple[str, ...]] = {
         r"bpf_prog_\w+_fib_lookup_hinted",
     ),
     "clock reads": (r"read_tsc", r"ktime_get\w*", r"bpf_ktime_get\w*", r"kvm_clock_\w+", r"pvclock_\w+"),
-    "load generator and sink": (
-        r"bpf_prog_\w+_xdp_gen\w*",
-        r"bpf_prog_\w+_xdp_sink",
-        r"xdp_test_run_\w+(\.\w+)*",
-        r"bpf_test_run\w*",
+    "load source (loop hosts)": (
+        r"bpf_prog_\w+_xdp_(loop_a|loop_b|inject|sink|pass|wire|drop|gen_chain)",
         r"bpf_dispatcher_xdp_func",
     ),
     "FIB and neighbour lookup": (

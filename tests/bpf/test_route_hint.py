@@ -1,29 +1,32 @@
-"""The route hint: within one receive batch (a NAPI poll, here a
-BPF_PROG_RUN live-frames batch), a run of frames with the same lookup input
-reuses one bpf_fib_lookup() result; the next batch looks up afresh.
+"""The route hint: within one receive batch (a NAPI poll), a run of frames
+with the same lookup input reuses one bpf_fib_lookup() result; the next batch
+looks up afresh.
 
-The generator (traffic.Traffic, ``send_through``) feeds the attached program
-frames back to back as arrived on veth1, writing each afresh, in live-frames
-batches, so its redirects are carried out as a driver's are. The per-CPU hint
-map counts the frames that reused a result; the program's counters say what
-each frame got. A route or neighbour change made between batches must reach
-the very next frame.
+The injector (traffic.Injector) on h1 sends real frames in batches of a
+chosen size: one UDP GSO send arrives in the injector's veth pair as one
+poll of segments, each is rewritten as the next frame of the sequence and
+redirected out of h1's eth0, and veth1 receives the whole batch in one NAPI
+poll, where the attached program's redirects are carried out as usual. The
+per-CPU hint map counts the frames that reused a result; the program's
+counters say what each frame got. A route or neighbour change made between
+batches must reach the very next frame.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from packets import H2_IP4, H2_IP6, ipv4, ipv6
 
-from xdprouter import bpf, system
+from xdprouter import system
 from xdprouter.abi import Reason, Verdict
 from xdprouter.lab import netns
 from xdprouter.router import Router
-from xdprouter.traffic import Traffic
+from xdprouter.traffic import Injector, Traffic, Vary
 
 from .conftest import ECMP_GW_MAC, DataPlane
 
@@ -47,19 +50,33 @@ def hint_uses(dp: DataPlane) -> int:
     return dp.lookups().hint_uses
 
 
-def feed(dp: DataPlane, frame: bytes, n: int, batch: int = BATCH, **vary: int) -> dict[Verdict, int]:
-    """Run the attached program on n frames back to back, as arrived on
-    veth1, in live batches of ``batch`` (``vary``: Traffic.send's flows, dsts,
-    dst_shift); frames per verdict."""
-    with netns(dp.lab.router):
-        info = Router().program_info()
-        assert info is not None
-        veth1 = socket.if_nametoindex("veth1")
-        before = Router().stats()["veth1"]
-        with Traffic() as traffic, bpf.opened_program(info.id) as router:
-            traffic.send_through(router, veth1, frame, n, live_batch=batch, **vary)
-        after = Router().stats()["veth1"]
-    return {v: after.packets(v) - before.packets(v) for v in Verdict}
+_injector: Injector | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def injector(dp: DataPlane) -> Iterator[Injector]:
+    """The injector on h1, for the module's lab."""
+    global _injector
+    with Traffic() as traffic, Injector(traffic, dp.lab, dp.lab.h1) as _injector:
+        try:
+            yield _injector
+        finally:
+            _injector = None
+
+
+def feed(dp: DataPlane, frame: bytes, n: int, batch: int = BATCH, vary: Vary | None = None) -> dict[Verdict, int]:
+    """n frames of ``frame``'s sequence from h1 into veth1, in receive
+    batches of ``batch``; frames per verdict the attached program gave."""
+    assert _injector is not None
+    before = dp.stats()["veth1"]
+    _injector.send(frame, n, vary or Vary(), batch=batch)
+    deadline = time.monotonic() + 5
+    while True:
+        after = dp.stats()["veth1"]
+        got = {v: after.packets(v) - before.packets(v) for v in Verdict}
+        if sum(got.values()) >= n or time.monotonic() > deadline:
+            return got
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -216,5 +233,5 @@ def test_interleaved_flows_are_each_looked_up(dp: DataPlane, blackhole_half: Non
     one in a blackhole (and with ``flows`` source ports): a hint reused
     across different lookup inputs would forward the blackholed half."""
     n = 4 * BATCH
-    got = feed(dp, ipv4(dp.macs, dst="192.0.2.1"), n, flows=flows, dsts=2, dst_shift=7)  # .1, .129, ...
+    got = feed(dp, ipv4(dp.macs, dst="192.0.2.1"), n, vary=Vary(flows=flows, dsts=2, dst_shift=7))  # .1, .129, ...
     assert (got[Verdict.FORWARDED], got[Verdict.DROPPED]) == (n // 2, n // 2)

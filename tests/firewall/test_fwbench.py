@@ -2,25 +2,23 @@
 --firewall-only`): every configuration drops the whole flood with its rule,
 forwarding delivers with and without the rules, and the report has every
 part. No rate is asserted (rates belong in `make bench`'s output, as ratios).
-Also the generator's varying sources, which the flood relies on."""
+Also the injector's varying sources, which the flood relies on."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
 
-import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from xdprouter import fwbench
 from xdprouter.firewall import Firewall, Rule
 from xdprouter.lab import Lab, netns
-from xdprouter.traffic import Traffic
+from xdprouter.traffic import Injector, Traffic, Vary
 
 
 def test_firewall_bench_runs_every_configuration() -> None:
@@ -32,7 +30,12 @@ def test_firewall_bench_runs_every_configuration() -> None:
     assert set(r.forward_mpps) == {"no rules", "rules+set"}
     assert all(loss < 0.01 for loss in r.forward_loss.values()), r.forward_loss
     assert all(ns > 0 for ns in r.program_ns.values())
-    assert set(r.ratios) == {"xdprouter/nft-ingress", "xdprouter/nft-prerouting", "rules+set/no rules"}
+    assert set(r.ratios) == {
+        "xdprouter/nft-ingress",
+        "xdprouter/nft-prerouting",
+        "xdprouter/xdp-drop",
+        "rules+set/no rules",
+    }
     assert r.rules_load_seconds > 0 and r.set_load_seconds > 0
     json.dumps(r.as_dict())
     assert "rules+set/no rules" in fwbench.table(r)
@@ -63,23 +66,22 @@ def test_cli_firewall_only_json() -> None:
     assert data["drop_share"]["xdprouter"] == 1.0
 
 
-@pytest.fixture
-def flood_lab(attached_lab: Lab) -> Iterator[tuple[Lab, Traffic, int]]:
-    lab = attached_lab
-    with netns(lab.h1.ns):
-        h1 = socket.if_nametoindex("eth0")
-    with Traffic() as traffic:
-        yield lab, traffic, h1
-
-
-def test_generator_cycles_through_sources(flood_lab: tuple[Lab, Traffic, int]) -> None:
-    lab, traffic, h1 = flood_lab
+def test_generator_cycles_through_sources(loaded_lab: tuple[Lab, Traffic]) -> None:
+    lab, traffic = loaded_lab
     with netns(lab.router):
         Firewall().replace([Rule.parse(action="drop", src="10.66.0.0/24")], {})
     frame = Ether(dst=lab.mac(lab.router, "veth1"), src=lab.mac(lab.h1.ns, "eth0"))
     frame = frame / IP(src="10.66.0.0", dst=lab.h2.ip4) / UDP(sport=10000, dport=9) / (b"\0" * 18)
-    with netns(lab.h1.ns):
-        traffic.send(h1, bytes(frame), 10_240, srcs=512)  # 10.66.0.0-10.66.1.255, half in the rule
+    with Injector(traffic, lab, lab.h1) as injector:
+        injector.send(bytes(frame), 10_240, Vary(srcs=512))  # 10.66.0.0-10.66.1.255, half in the rule
+    deadline = time.monotonic() + 5
+    while True:
+        with netns(lab.router):
+            (rule,) = Firewall().counters()
+        if rule.packets >= 5_120 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    time.sleep(0.05)
     with netns(lab.router):
         (rule,) = Firewall().counters()
     assert rule.packets == 5_120

@@ -1,7 +1,7 @@
-"""Live frames through the lab (BPF_PROG_RUN live-frames generator on h1, an
-XDP sink counting on h2): a blocked source is dropped in XDP while another is
-forwarded, and a rate limit holds within 10% under a flood while legitimate
-traffic to the router keeps flowing."""
+"""Real frames through the lab (the injector on h1, the counting sink on
+h2): a blocked source is dropped in XDP while another is forwarded, and a
+rate limit holds within 10% under a flood while legitimate traffic to the
+router keeps flowing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from scapy.layers.l2 import Ether
 from xdprouter.firewall import Firewall, Rule
 from xdprouter.lab import Lab, netns
 from xdprouter.router import Router
-from xdprouter.traffic import Traffic
+from xdprouter.traffic import Injector, Traffic, Vary
 
 FRAMES = 400_000
 
@@ -24,19 +24,31 @@ def _frame(lab: Lab, src: str) -> bytes:
     return bytes(eth / IP(src=src, dst=lab.h2.ip4) / UDP(sport=10000, dport=9) / (b"\x00" * 18))
 
 
-def test_blocked_source_dropped_in_xdp_while_others_are_forwarded(live_traffic: tuple[Lab, Traffic, int]) -> None:
-    lab, traffic, h1 = live_traffic
+def _settle(traffic: Traffic, want: int) -> None:
+    """Until the sink has counted ``want`` frames or stops counting."""
+    last, deadline = -1, time.monotonic() + 5
+    while (got := traffic.received().packets) < want and got != last and time.monotonic() < deadline:
+        last = got
+        time.sleep(0.05)
+
+
+def test_blocked_source_dropped_in_xdp_while_others_are_forwarded(
+    loaded_lab: tuple[Lab, Traffic], sink_h2: None
+) -> None:
+    lab, traffic = loaded_lab
     with netns(lab.router):
         Firewall().add(Rule.parse(action="drop", src="10.1.0.66/32"))
-    traffic.reset()
-    drops0 = lab.ring_drops()
-    with netns(lab.h1.ns):
-        traffic.send(h1, _frame(lab, "10.1.0.66"), FRAMES)
-    drops1 = lab.ring_drops()
-    with netns(lab.h1.ns):
-        traffic.send(h1, _frame(lab, lab.h1.ip4), FRAMES)
-    time.sleep(0.05)  # what is still in a ring
-    drops2 = lab.ring_drops()
+    with Injector(traffic, lab, lab.h1) as injector:
+        traffic.reset()
+        drops0 = lab.ring_drops()
+        injector.send(_frame(lab, "10.1.0.66"), FRAMES)
+        blocked = injector.sent()
+        drops1 = lab.ring_drops()
+        injector.send(_frame(lab, lab.h1.ip4), FRAMES)
+        forward = injector.sent() - blocked
+        _settle(traffic, forward)
+        drops2 = lab.ring_drops()
+    assert blocked == forward == FRAMES, "the injector did not send every frame"
     # frames a veth ring refused (lab.ring_drops()) are the only loss allowed
     blocked_lost, forward_lost = drops1[0] - drops0[0], drops2[0] - drops1[0]
     after_router = drops2[1] - drops1[1]
@@ -50,18 +62,19 @@ def test_blocked_source_dropped_in_xdp_while_others_are_forwarded(live_traffic: 
     assert stats.reasons["forward"].packets >= FRAMES - forward_lost
 
 
-def test_rate_limit_holds_under_a_flood_and_legit_traffic_flows(live_traffic: tuple[Lab, Traffic, int]) -> None:
-    lab, traffic, h1 = live_traffic
-    pps = 50_000
+def test_rate_limit_holds_under_a_flood_and_legit_traffic_flows(loaded_lab: tuple[Lab, Traffic], sink_h2: None) -> None:
+    lab, traffic = loaded_lab
+    pps, frames = 50_000, 2_000_000
     with netns(lab.router):
         Firewall().add(Rule.parse(action="limit", proto="udp", dport="9", pps=pps, burst=100))
     ping = lab.popen(lab.h1.ns, "ping", "-i", "0.01", "-c", "200", "-W", "1", lab.h1.gw4)  # to the router itself
-    traffic.reset()
-    with netns(lab.h1.ns):
-        sent = traffic.send(h1, _frame(lab, lab.h1.ip4), 3_000_000, flows=64)
+    with Injector(traffic, lab, lab.h1) as injector:
+        traffic.reset()
+        sent = injector.send(_frame(lab, lab.h1.ip4), frames, Vary(flows=64))
+        time.sleep(0.05)  # what is still in a ring
     out, _ = ping.communicate(timeout=30)
     rate = (traffic.received().packets - 100) / sent.seconds
-    flood = 3_000_000 / sent.seconds
+    flood = frames / sent.seconds
     assert flood > 2 * pps, f"the flood ({flood:.0f} pps) did not exceed the limit"
     assert abs(rate - pps) <= 0.1 * pps, f"{rate:.0f} pps let through, limit {pps}"
     loss = re.search(r"(\d+(?:\.\d+)?)% packet loss", out)

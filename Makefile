@@ -6,30 +6,36 @@ BUILD := build
 CLANG ?= clang
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 \
 	-I$(BUILD) -Ibpf -Ibpf/include -I/usr/include/x86_64-linux-gnu
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool nftables iputils-ping linux-perf
+# Pinned versions: deps/apt.txt (Debian) and deps/constraints.txt (PyPI, the
+# build backend of the editable install included); `make pins` moves them.
+PIP_ENV := PIP_CONSTRAINT=$(CURDIR)/deps/constraints.txt PIP_DISABLE_PIP_VERSION_CHECK=1
 BPF_SOURCES := $(wildcard bpf/*.bpf.c)
 BPF_OBJECTS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SOURCES))
 BPF_HEADERS := $(wildcard bpf/*.h bpf/include/*.h) $(BUILD)/abi.h
 
-.PHONY: all deps venv bpf demo test bench lint clean
+.PHONY: all deps venv bpf demo test bench lint clean pins
 
 all: bpf
 
-# Debian packages: installed only when a tool or header is missing.
-$(BUILD)/.deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
-		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null \
-		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
-	fi
+# Debian packages: installed only when missing, at their pinned versions.
+$(BUILD)/.deps: deps/apt.txt deps/install-apt
+	@deps/install-apt deps/apt.txt
 	@mkdir -p $(BUILD) && touch $@
 
-$(VENV)/.installed: pyproject.toml $(BUILD)/.deps
+$(VENV)/.installed: pyproject.toml deps/constraints.txt $(BUILD)/.deps
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	$(PIP_ENV) $(VENV)/bin/pip install -q -e '.[test,bench]'
 	touch $@
+
+# Move the pins to what this machine has now (run after `make test` passed
+# with newer packages installed on purpose, e.g. `.venv/bin/pip install -U X`).
+pins: venv
+	{ sed -n '1,3p' deps/constraints.txt; $(VENV)/bin/pip freeze --all --exclude-editable \
+		| grep -v -e '^pip==' -e '^xdprouter' | sort -f; } > deps/constraints.txt.tmp
+	mv deps/constraints.txt.tmp deps/constraints.txt
+	{ sed -n '1,2p' deps/apt.txt; grep -v '^#' deps/apt.txt | cut -d= -f1 \
+		| xargs dpkg-query -W -f '$${Package}=$${Version}\n'; } > deps/apt.txt.tmp
+	mv deps/apt.txt.tmp deps/apt.txt
 
 venv: $(VENV)/.installed
 deps: $(BUILD)/.deps venv

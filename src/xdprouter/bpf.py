@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,13 @@ def _print(level: int, fmt: bytes, args: int) -> int:
 
 
 L.lib.libbpf_set_print(ctypes.cast(_print, ctypes.c_void_p))
+
+
+ENOTSUPP = 524  # the kernel's own "not supported" (include/linux/errno.h), not in userspace's errno
+TEST_RUN_REFUSED = (
+    "this kernel refuses to run XDP programs on test frames: what needs it here (the benchmark's per-path costs, "
+    "Router.test_run, the IPv6 local-table probe, which then falls back to full lookups) is unavailable"
+)
 
 
 def _check(rc: int, what: str) -> int:
@@ -104,7 +112,12 @@ class Program:
             data_out=ctypes.cast(data_out, ctypes.c_void_p),
             data_size_out=out_size,
         )
-        _check(L.lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)), "BPF_PROG_RUN")
+        rc = L.lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
+        if rc < 0:
+            err = -rc if rc != -1 else ctypes.get_errno()
+            if err in (errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, ENOTSUPP):
+                raise BpfError("BPF_PROG_RUN", err, meaning=TEST_RUN_REFUSED)
+            raise BpfError("BPF_PROG_RUN", err)
         return TestRun(opts.retval, data_out.raw[: opts.data_size_out], opts.duration)
 
     def close(self) -> None:

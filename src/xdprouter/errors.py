@@ -12,11 +12,12 @@ class XdpRouterError(Exception):
 class BpfError(XdpRouterError):
     """A libbpf/kernel call failed; carries errno and, for loads, the verifier log."""
 
-    def __init__(self, what: str, errno: int, log: str = "") -> None:
+    def __init__(self, what: str, errno: int, log: str = "", meaning: str = "") -> None:
         self.what = what
         self.errno = errno
         self.log = log
-        super().__init__(f"{what}: {os.strerror(errno)}")
+        self.meaning = meaning  # what a refusal by this kernel means for the user, if known
+        super().__init__(f"{what}: {os.strerror(errno)}" + (f": {meaning}" if meaning else ""))
 
 
 class UsageError(XdpRouterError):

@@ -78,3 +78,67 @@ def ipv6_local_table() -> list[ipaddress.IPv6Network]:
             for msg in routes
             if (msg.get_attr("RTA_TABLE") or msg["table"]) == 255
         ]
+
+
+# -- change events (the daemon) ------------------------------------------
+
+_RTN_LOCAL = 2  # route type local (rtm_type)
+_LOCAL_TABLE = 255
+
+
+@dataclass(frozen=True)
+class Event:
+    """One rtnetlink notification, reduced to what the fast path's snapshot
+    depends on: ``kind`` is "link", "addr", "route" (type local or table
+    local only) or "rule"; ``action`` "new" or "del"."""
+
+    kind: str
+    action: str
+    ifindex: int = 0
+    name: str = ""
+
+
+class Events:
+    """The caller's namespace's rtnetlink event socket: links, IPv4/IPv6
+    addresses, routes and rules. ``fileno()`` for select(); ``read()`` drains
+    what is queued without blocking the caller for long."""
+
+    def __init__(self) -> None:
+        from pyroute2.netlink.rtnl import (
+            RTMGRP_IPV4_IFADDR,
+            RTMGRP_IPV4_ROUTE,
+            RTMGRP_IPV4_RULE,
+            RTMGRP_IPV6_IFADDR,
+            RTMGRP_IPV6_ROUTE,
+            RTMGRP_IPV6_RULE,
+            RTMGRP_LINK,
+        )
+
+        self._ipr = IPRoute()
+        groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+        self._ipr.bind(groups=groups | RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE)
+
+    def fileno(self) -> int:
+        return self._ipr.fileno()
+
+    def read(self) -> list[Event]:
+        """The events waiting (call when fileno() is readable); routes
+        other than local ones (a BGP feed) are left out."""
+        out = []
+        for msg in self._ipr.get():
+            name = str(msg.get("event") or "")
+            action = "del" if name.startswith("RTM_DEL") else "new"
+            if name in ("RTM_NEWLINK", "RTM_DELLINK"):
+                out.append(Event("link", action, msg["index"], msg.get_attr("IFLA_IFNAME") or ""))
+            elif name in ("RTM_NEWADDR", "RTM_DELADDR"):
+                out.append(Event("addr", action, msg["index"]))
+            elif name in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+                table = msg.get_attr("RTA_TABLE") or msg["table"]
+                if msg["type"] == _RTN_LOCAL or table == _LOCAL_TABLE:
+                    out.append(Event("route", action))
+            elif name in ("RTM_NEWRULE", "RTM_DELRULE"):
+                out.append(Event("rule", action))
+        return out
+
+    def close(self) -> None:
+        self._ipr.close()

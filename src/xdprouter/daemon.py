@@ -35,7 +35,7 @@ from typing import Any
 
 from . import config as config_mod
 from . import netlink, system
-from .errors import XdpRouterError
+from .errors import UsageError, XdpRouterError
 from .firewall import Firewall
 from .router import Router
 
@@ -249,8 +249,6 @@ class Daemon:
         assert self.cfg is not None
         try:
             batch = events.read()
-            while select.select([events], [], [], 0)[0]:
-                batch += events.read()
         except OSError as e:  # ENOBUFS: events were lost; the renewal below covers them
             log.warning("netlink events lost (%s): renewing in full", e.strerror or e)
             causes.add("overrun")
@@ -304,15 +302,16 @@ class Daemon:
 
     def _renew(self, cause: str) -> None:
         """Take the snapshot again (Router.refresh, without its warnings)."""
+        assert self.cfg is not None
         start = time.monotonic()
-        attached = [s.name for s in self.router.status()]
-        self._watched = attached
+        self._watched = self._matching(self.cfg)
         self._sysctls = self._read_sysctls()
-        if not attached:
-            self.stats.snapshot_at = start
-            return
         try:
             self.router.refresh(warnings=False)
+        except UsageError as e:
+            if "not attached" not in str(e):
+                log.error("renewing the snapshot (%s) failed: %s", cause, e)
+            return
         except XdpRouterError as e:
             log.error("renewing the snapshot (%s) failed: %s", cause, e)
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,9 +100,11 @@ class Event:
 
 
 class Events:
-    """The caller's namespace's rtnetlink event socket: links, IPv4/IPv6
-    addresses, routes and rules. ``fileno()`` for select(); ``read()`` drains
-    what is queued without blocking the caller for long."""
+    """The caller's namespace's rtnetlink notifications: links, IPv4/IPv6
+    addresses, routes and rules. A plain non-blocking netlink socket (every
+    datagram queued is read, none is held back in a library's buffer),
+    parsed with pyroute2's marshal. ``fileno()`` for select(); ``read()``
+    drains what is queued; OSError ENOBUFS means events were lost."""
 
     def __init__(self) -> None:
         from pyroute2.netlink.rtnl import (
@@ -113,32 +116,46 @@ class Events:
             RTMGRP_IPV6_RULE,
             RTMGRP_LINK,
         )
+        from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-        self._ipr = IPRoute()
         groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
-        self._ipr.bind(groups=groups | RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE)
+        self._sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+        )
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self._sock.bind((0, groups | RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE))
+        self._marshal = MarshalRtnl()
 
     def fileno(self) -> int:
-        return self._ipr.fileno()
+        return self._sock.fileno()
 
     def read(self) -> list[Event]:
-        """The events waiting (call when fileno() is readable); routes
-        other than local ones (a BGP feed) are left out."""
+        """Every event queued now; routes other than local ones (a BGP
+        feed) are left out."""
         out = []
-        for msg in self._ipr.get():
-            name = str(msg.get("event") or "")
-            action = "del" if name.startswith("RTM_DEL") else "new"
-            if name in ("RTM_NEWLINK", "RTM_DELLINK"):
-                out.append(Event("link", action, msg["index"], msg.get_attr("IFLA_IFNAME") or ""))
-            elif name in ("RTM_NEWADDR", "RTM_DELADDR"):
-                out.append(Event("addr", action, msg["index"]))
-            elif name in ("RTM_NEWROUTE", "RTM_DELROUTE"):
-                table = msg.get_attr("RTA_TABLE") or msg["table"]
-                if msg["type"] == _RTN_LOCAL or table == _LOCAL_TABLE:
-                    out.append(Event("route", action))
-            elif name in ("RTM_NEWRULE", "RTM_DELRULE"):
-                out.append(Event("rule", action))
-        return out
+        while True:
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                return out
+            for msg in self._marshal.parse(data):
+                if event := _event(msg):
+                    out.append(event)
 
     def close(self) -> None:
-        self._ipr.close()
+        self._sock.close()
+
+
+def _event(msg: Any) -> Event | None:
+    name = str(msg.get("event") or "")
+    action = "del" if name.startswith("RTM_DEL") else "new"
+    if name in ("RTM_NEWLINK", "RTM_DELLINK"):
+        return Event("link", action, msg["index"], msg.get_attr("IFLA_IFNAME") or "")
+    if name in ("RTM_NEWADDR", "RTM_DELADDR"):
+        return Event("addr", action, msg["index"])
+    if name in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+        table = msg.get_attr("RTA_TABLE") or msg["table"]
+        return Event("route", action) if msg["type"] == _RTN_LOCAL or table == _LOCAL_TABLE else None
+    if name in ("RTM_NEWRULE", "RTM_DELRULE"):
+        return Event("rule", action)
+    return None

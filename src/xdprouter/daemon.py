@@ -52,7 +52,8 @@ def sd_notify(message: str) -> bool:
     if not path:
         return False
     address = "\0" + path[1:] if path.startswith("@") else path
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    # non-blocking: a listener that does not read (its queue full) must not stop the router
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
         try:
             sock.sendto(message.encode(), address)
         except OSError as e:
@@ -193,6 +194,9 @@ class Daemon:
         """Attach (or adopt: attach is idempotent, counters kept), apply the
         firewall, take the snapshot."""
         names = self._matching(cfg)
+        adopted = [s.name for s in self.router.status() if s.name in names]
+        if adopted:
+            log.info("adopting the fast path attached to %s (its maps and counters are kept)", ", ".join(adopted))
         if names:
             report = self.router.attach(names, mode=cfg.mode)
             for w in report.warnings:

@@ -74,6 +74,7 @@ class DaemonProc:
         return out
 
     def wait_ready(self, timeout: float = 20.0) -> None:
+        """Until the daemon sends READY=1 (after start, or after a reload)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -97,6 +98,8 @@ class DaemonProc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        state = Path("/run/xdprouter") / f"daemon-{os.stat(f'/run/netns/{self.lab.router}').st_ino}.json"
+        state.unlink(missing_ok=True)  # left by a daemon killed with -9
         self.notify.close()
         self.notify_path.unlink(missing_ok=True)
 

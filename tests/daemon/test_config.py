@@ -45,7 +45,7 @@ BAD = [
         GOOD.replace('src = "@docs"', 'src = "@docs"\nsrc = "192.0.2.9"'),
         ":17: Cannot overwrite a value",
     ),
-    ("duplicate table", GOOD + '\n[firewall.sets]\nother = ["10.0.0.0/8"]\n', ":21: Cannot declare"),
+    ("duplicate table", GOOD + '\n[firewall.sets]\nother = ["10.0.0.0/8"]\n', ":18: Cannot declare"),
     ("bad listen", GOOD.replace("127.0.0.1:9437", "localhost"), ":6: metrics.listen:"),
     ("no router", GOOD.replace("[router]", "[routr]"), ":1: routr: unknown key"),
 ]

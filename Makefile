@@ -13,7 +13,7 @@ BPF_SOURCES := $(wildcard bpf/*.bpf.c)
 BPF_OBJECTS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SOURCES))
 BPF_HEADERS := $(wildcard bpf/*.h bpf/include/*.h) $(BUILD)/abi.h
 
-.PHONY: all deps venv bpf demo test bench lint clean pins
+.PHONY: all deps venv bpf demo test bench lint clean install pins
 
 all: bpf
 
@@ -63,3 +63,17 @@ lint: venv
 
 clean:
 	rm -rf $(BUILD)
+
+# The daemon on a host (docs/daemon.md): the package into its own virtualenv
+# under $(PREFIX)/lib/xdprouter, the BPF objects beside it, the command in
+# $(PREFIX)/bin, the unit, and an example config unless one exists.
+PREFIX ?= /usr/local
+install: bpf
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)/lib/xdprouter/venv
+	$(DESTDIR)$(PREFIX)/lib/xdprouter/venv/bin/pip install -q .
+	install -m 644 $(BPF_OBJECTS) $(DESTDIR)$(PREFIX)/lib/xdprouter/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/xdprouter $(DESTDIR)/etc/systemd/system
+	ln -sf $(PREFIX)/lib/xdprouter/venv/bin/xdprouter $(DESTDIR)$(PREFIX)/bin/xdprouter
+	install -m 644 packaging/xdprouter.service $(DESTDIR)/etc/systemd/system/xdprouter.service
+	test -e $(DESTDIR)/etc/xdprouter/xdprouter.toml || install -m 644 packaging/xdprouter.toml $(DESTDIR)/etc/xdprouter/
+	install -D -m 644 docs/daemon.md $(DESTDIR)$(PREFIX)/share/doc/xdprouter/daemon.md

@@ -25,6 +25,9 @@ examples:
   xdprouter bench --plot bench.png       Linux vs xdprouter, in a lab of its own
   xdprouter firewall add --action drop --src 192.0.2.0/24
   xdprouter firewall list --json         rules in order, with counters
+  xdprouter config check /etc/xdprouter/xdprouter.toml   check a daemon config, change nothing
+  xdprouter daemon --config /etc/xdprouter/xdprouter.toml   keep the fast path true (systemd)
+  xdprouter reload                       make the running daemon reread its config
 """
 
 
@@ -69,7 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--fw-rules", type=int, default=10_000, help="rules in the firewall forwarding case")
     b.add_argument("--fw-prefixes", type=int, default=1_000_000, help="prefixes in its set (0: no set)")
     _firewall_parser(sub)
+    _daemon_parser(sub)
     return p
+
+
+def _daemon_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dm = sub.add_parser("daemon", help="run in the foreground: attach, keep the snapshot true, serve metrics")
+    dm.add_argument("--config", required=True, metavar="FILE", help="TOML configuration (docs/daemon.md)")
+    dm.add_argument("--verbose", action="store_true", help="also log every snapshot renewal")
+    rl = sub.add_parser("reload", help="make the daemon of this namespace reread its configuration")
+    rl.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    cf = sub.add_parser("config", help="daemon configuration files")
+    csub = cf.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    ck = csub.add_parser("check", help="check a file in full (interfaces against this namespace), change nothing")
+    ck.add_argument("file")
 
 
 def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -333,6 +349,30 @@ def _firewall(router: Router, args: argparse.Namespace) -> int:
     return 0
 
 
+def _daemon(router: Router, args: argparse.Namespace) -> int:
+    from .daemon import Daemon, setup_logging
+
+    setup_logging(args.verbose)
+    return Daemon(args.config, router).run()
+
+
+def _reload(router: Router, args: argparse.Namespace) -> int:
+    from .daemon import request_reload
+
+    result = request_reload(args.timeout)
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _config(router: Router, args: argparse.Namespace) -> int:
+    from . import config
+
+    cfg = config.load(args.file)
+    rules = len(cfg.firewall_rules) if cfg.firewall is not None else "no"
+    print(f"{args.file}: ok ({len(cfg.interfaces)} interface patterns, {rules} firewall rules)")
+    return 0
+
+
 _COMMANDS = {
     "attach": _attach,
     "refresh": _refresh,
@@ -341,6 +381,9 @@ _COMMANDS = {
     "stats": _stats,
     "bench": _bench,
     "firewall": _firewall,
+    "daemon": _daemon,
+    "reload": _reload,
+    "config": _config,
 }
 
 if __name__ == "__main__":

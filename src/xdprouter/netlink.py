@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,3 +79,83 @@ def ipv6_local_table() -> list[ipaddress.IPv6Network]:
             for msg in routes
             if (msg.get_attr("RTA_TABLE") or msg["table"]) == 255
         ]
+
+
+# -- change events (the daemon) ------------------------------------------
+
+_RTN_LOCAL = 2  # route type local (rtm_type)
+_LOCAL_TABLE = 255
+
+
+@dataclass(frozen=True)
+class Event:
+    """One rtnetlink notification, reduced to what the fast path's snapshot
+    depends on: ``kind`` is "link", "addr", "route" (type local or table
+    local only) or "rule"; ``action`` "new" or "del"."""
+
+    kind: str
+    action: str
+    ifindex: int = 0
+    name: str = ""
+
+
+class Events:
+    """The caller's namespace's rtnetlink notifications: links, IPv4/IPv6
+    addresses, routes and rules. A plain non-blocking netlink socket (every
+    datagram queued is read, none is held back in a library's buffer),
+    parsed with pyroute2's marshal. ``fileno()`` for select(); ``read()``
+    drains what is queued; OSError ENOBUFS means events were lost."""
+
+    def __init__(self) -> None:
+        from pyroute2.netlink.rtnl import (
+            RTMGRP_IPV4_IFADDR,
+            RTMGRP_IPV4_ROUTE,
+            RTMGRP_IPV4_RULE,
+            RTMGRP_IPV6_IFADDR,
+            RTMGRP_IPV6_ROUTE,
+            RTMGRP_IPV6_RULE,
+            RTMGRP_LINK,
+        )
+        from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+        groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+        self._sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+        )
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self._sock.bind((0, groups | RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE))
+        self._marshal = MarshalRtnl()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def read(self) -> list[Event]:
+        """Every event queued now; routes other than local ones (a BGP
+        feed) are left out."""
+        out = []
+        while True:
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                return out
+            for msg in self._marshal.parse(data):
+                if event := _event(msg):
+                    out.append(event)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _event(msg: Any) -> Event | None:
+    name = str(msg.get("event") or "")
+    action = "del" if name.startswith("RTM_DEL") else "new"
+    if name in ("RTM_NEWLINK", "RTM_DELLINK"):
+        return Event("link", action, msg["index"], msg.get_attr("IFLA_IFNAME") or "")
+    if name in ("RTM_NEWADDR", "RTM_DELADDR"):
+        return Event("addr", action, msg["index"])
+    if name in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+        table = msg.get_attr("RTA_TABLE") or msg["table"]
+        return Event("route", action) if msg["type"] == _RTN_LOCAL or table == _LOCAL_TABLE else None
+    if name in ("RTM_NEWRULE", "RTM_DELRULE"):
+        return Event("rule", action)
+    return None

@@ -247,10 +247,12 @@ class Router:
                 if inst:
                     inst.close()
 
-    def refresh(self) -> AttachReport:
+    def refresh(self, warnings: bool = True) -> AttachReport:
         """Take the attach-time snapshot again for every attached interface
         (addresses, the IPv6 local table's copy, MACs, sysctls): what
-        ``attach`` of the same interfaces would do, without naming them."""
+        ``attach`` of the same interfaces would do, without naming them.
+        ``warnings=False`` skips reading the routes and netfilter rules for
+        warnings (the daemon renews often, a full table takes seconds)."""
         _require_root()
         local6.probe_object(self.object_path)
         with self._locked():
@@ -260,7 +262,7 @@ class Router:
                 raise UsageError("xdprouter is not attached in this namespace")
             try:
                 self._snapshot(inst, _full_source_check())
-                return AttachReport(warnings=_bypass_warnings())
+                return AttachReport(warnings=_bypass_warnings() if warnings else [])
             finally:
                 inst.close()
 

@@ -70,7 +70,7 @@ clean:
 PREFIX ?= /usr/local
 install: bpf
 	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)/lib/xdprouter/venv
-	$(DESTDIR)$(PREFIX)/lib/xdprouter/venv/bin/pip install -q .
+	$(PIP_ENV) $(DESTDIR)$(PREFIX)/lib/xdprouter/venv/bin/pip install -q .
 	install -m 644 $(BPF_OBJECTS) $(DESTDIR)$(PREFIX)/lib/xdprouter/
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/xdprouter $(DESTDIR)/etc/systemd/system
 	ln -sf $(PREFIX)/lib/xdprouter/venv/bin/xdprouter $(DESTDIR)$(PREFIX)/bin/xdprouter

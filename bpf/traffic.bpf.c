@@ -62,13 +62,25 @@ struct {
 	__type(value, struct counter);
 } gen_counts SEC(".maps");
 
-/* The closed loop's budget, window and retired frames (one entry). */
+/* Budget, window and retired frames: the closed loop's (LOOP_STATE_LOOP)
+ * and the flood generator's (LOOP_STATE_FLOOD).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, LOOP_STATES);
 	__type(key, __u32);
 	__type(value, struct loop_state);
 } loop_state SEC(".maps");
+
+/* xdp_flood's outputs: its generator pair's far end (the frame goes round
+ * again) and the sending host's interface (a copy leaves for the router).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} flood_ports SEC(".maps");
 
 /* The program xdp_gen_chain hands each written frame to (slot 0). */
 struct {
@@ -221,13 +233,30 @@ static __always_inline bool loop_frame(struct xdp_md *ctx,
 	return udp->dest == bpf_htons(cfg->dport);
 }
 
+/* Take one from st's budget: true while it lasts; false retires the frame.
+ * Two clock reads in a whole run: the window's ends.
+ */
+static __always_inline bool budget_take(struct loop_state *st)
+{
+	__s64 left = __sync_fetch_and_add(&st->budget, -1);
+
+	if (left <= 0) {
+		__sync_fetch_and_add(&st->retired, 1);
+		return false;
+	}
+	if (left == st->mark_start)
+		st->t_start = bpf_ktime_get_ns();
+	else if (left == st->mark_end)
+		st->t_end = bpf_ktime_get_ns();
+	return true;
+}
+
 /* One arrival at a loop host: bounce it back while the budget lasts. */
 static __always_inline int loop_bounce(struct xdp_md *ctx, __u32 side)
 {
 	struct gen_config *cfg = bpf_map_lookup_elem(&gen_config, &side);
-	__u32 key = 0, slot = GEN_COUNT_SIDE_A + side;
+	__u32 key = LOOP_STATE_LOOP, slot = GEN_COUNT_SIDE_A + side;
 	struct loop_state *st;
-	__s64 left;
 
 	st = bpf_map_lookup_elem(&loop_state, &key);
 	if (!cfg || !st)
@@ -235,16 +264,8 @@ static __always_inline int loop_bounce(struct xdp_md *ctx, __u32 side)
 	if (!loop_frame(ctx, cfg))
 		return XDP_PASS;
 	count(ctx, slot);
-	left = __sync_fetch_and_add(&st->budget, -1);
-	if (left <= 0) {
-		__sync_fetch_and_add(&st->retired, 1);
+	if (!budget_take(st))
 		return XDP_DROP;
-	}
-	/* Two clock reads in a whole run: the window's ends. */
-	if (left == st->mark_start)
-		st->t_start = bpf_ktime_get_ns();
-	else if (left == st->mark_end)
-		st->t_end = bpf_ktime_get_ns();
 	return gen_write(ctx, cfg, side) ? XDP_ABORTED : XDP_TX;
 }
 
@@ -273,6 +294,38 @@ int xdp_inject(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	count(ctx, GEN_COUNT_INJECT);
 	return bpf_redirect(cfg->ifindex, 0);
+}
+
+/* The flood generator, on the far end of a veth pair inside the sending
+ * host: a few frames go round the pair (xdp_flood_back sends each straight
+ * back), and each time one comes round it becomes the next frame of the
+ * template's sequence and a devmap broadcast sends it both round again and,
+ * as a copy (one page and one copy of the frame: the cheapest way to make a
+ * frame here), out of the host's interface. One frame out per round while
+ * the budget lasts: more would outrun the router, whose NAPI polls take
+ * turns with the generator's on the one CPU, and overflow its ring.
+ */
+SEC("xdp")
+int xdp_flood(struct xdp_md *ctx)
+{
+	__u32 slot = GEN_INJECT, key = LOOP_STATE_FLOOD;
+	struct gen_config *cfg = bpf_map_lookup_elem(&gen_config, &slot);
+	struct loop_state *st = bpf_map_lookup_elem(&loop_state, &key);
+
+	if (!cfg || !st)
+		return XDP_ABORTED;
+	if (!budget_take(st))
+		return XDP_DROP;
+	if (gen_write(ctx, cfg, slot))
+		return XDP_ABORTED;
+	count(ctx, GEN_COUNT_INJECT);
+	return bpf_redirect_map(&flood_ports, 0, BPF_F_BROADCAST);
+}
+
+SEC("xdp")
+int xdp_flood_back(struct xdp_md *ctx)
+{
+	return XDP_TX;
 }
 
 /* Run under BPF_PROG_RUN with an interface as ingress: each frame written

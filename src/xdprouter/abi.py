@@ -154,7 +154,15 @@ class GenCount(enum.IntEnum):
     INJECT = 3  # sent by the injector
 
 
+class LoopStateSlot(enum.IntEnum):
+    """Entries of ``loop_state``."""
+
+    LOOP = 0  # the closed loop (xdp_loop_a/b)
+    FLOOD = 1  # the flood generator (xdp_flood)
+
+
 GEN_SLOTS = len(GenSlot)
+LOOP_STATES = len(LoopStateSlot)
 GEN_COUNTS = len(GenCount)
 
 
@@ -534,7 +542,8 @@ def c_header() -> str:
     out += [f"\tIFACE_{f.name} = {f.value}," for f in IfaceFlag]
     out += ["};", "", f"#define MAX_IFACES {MAX_IFACES}", f"#define UNCONFIGURED_SLOT {UNCONFIGURED_SLOT}"]
     out += [f"#define IFACE_ARRAY_SIZE {IFACE_ARRAY_SIZE}", f"#define GEN_HDR_LEN {GEN_HDR_LEN}"]
-    out += [f"#define GEN_SLOTS {GEN_SLOTS}", f"#define GEN_COUNTS {GEN_COUNTS}"]
+    out += [f"#define GEN_SLOTS {GEN_SLOTS}", f"#define GEN_COUNTS {GEN_COUNTS}", f"#define LOOP_STATES {LOOP_STATES}"]
+    out += ["enum loop_state_slot {"] + [f"\tLOOP_STATE_{s.name} = {s.value}," for s in LoopStateSlot] + ["};"]
     out += ["enum gen_slot {"] + [f"\tGEN_{s.name} = {s.value}," for s in GenSlot] + ["};"]
     out += ["enum gen_count {"] + [f"\tGEN_COUNT_{c.name} = {c.value}," for c in GenCount] + ["};"]
     out += [f"#define LOCAL4_{k} {v}" for k, v in (("BITS", LOCAL4_BITS), ("SLOTS", LOCAL4_SLOTS))]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import abi, bpf
-from .abi import GenCount, GenSlot
+from .abi import GenCount, GenSlot, LoopStateSlot
 from .errors import UsageError
 from .lab import Host, Lab, netns
 
@@ -41,6 +41,7 @@ UDP_SEGMENT = 103  # linux/udp.h: the GSO segment size of a UDP send
 MAX_SEGMENTS = 64  # segments of one UDP GSO send: a veth NAPI poll's budget
 _CARRIER = 14 + 20 + 8  # Ethernet, IPv4 and UDP headers of the injector's carrier frames
 _INJ_NEAR, _INJ_FAR = "xinj0", "xinj1"  # the injector's veth pair, inside the sending host
+_FLOOD_NEAR, _FLOOD_FAR = "xfld0", "xfld1"  # the flood generator's veth pair, likewise
 _INJ_ADDR, _INJ_PEER = "198.18.255.253", "198.18.255.254"  # its carrier addresses (a /30 of 198.18.0.0/15)
 
 
@@ -115,6 +116,9 @@ class Traffic:
         self.pass_ = self._obj.program("xdp_pass")
         self.drop = self._obj.program("xdp_drop")
         self.wire = self._obj.program("xdp_wire")
+        self.flood = self._obj.program("xdp_flood")
+        self.flood_back = self._obj.program("xdp_flood_back")
+        self._flood_ports = self._obj.map("flood_ports")
         self._wire_ports = self._obj.map("wire_ports")
         self._chain = self._obj.program("xdp_gen_chain")
         self._next = self._obj.map("gen_next")
@@ -170,13 +174,35 @@ class Traffic:
         for slot in GenCount:
             self._counts.update(ctypes.c_uint32(slot), zero)
 
-    def loop_state(self) -> abi.LoopState:
-        raw = self._loop.lookup(ctypes.c_uint32(0))
+    def loop_state(self, slot: LoopStateSlot) -> abi.LoopState:
+        raw = self._loop.lookup(ctypes.c_uint32(slot))
         assert raw is not None
         return abi.LoopState.from_buffer_copy(raw)
 
-    def set_loop_state(self, state: abi.LoopState) -> None:
-        self._loop.update(ctypes.c_uint32(0), state)
+    def start_budget(self, slot: LoopStateSlot, total: int, in_flight: int) -> tuple[int, int]:
+        """A budget of ``total - in_flight`` in ``slot``, its window the middle
+        of the run (a tenth at each end left out: filling up and draining);
+        returns (budget, frames in the window)."""
+        budget = total - in_flight
+        edge = max(in_flight, budget // 10)
+        state = abi.LoopState(budget=budget, mark_start=budget - edge, mark_end=edge)
+        self._loop.update(ctypes.c_uint32(slot), state)
+        return budget, budget - 2 * edge
+
+    def wait_retired(self, slot: LoopStateSlot, in_flight: int, deadline: float) -> abi.LoopState:
+        """Until every frame in flight has retired, or none has for a while
+        after the budget ran out (a frame lost), or the deadline."""
+        last, since = -1, time.monotonic()
+        while True:
+            state = self.loop_state(slot)
+            now = time.monotonic()
+            if state.retired >= in_flight or now > deadline:
+                return state
+            if state.retired != last:
+                last, since = state.retired, now
+            elif state.budget <= 0 and now - since > 1.0:
+                return state
+            time.sleep(0.005)
 
     def send_through(
         self, program: bpf.Program | None, ifindex: int, frame: bytes, count: int, vary: Vary
@@ -202,6 +228,11 @@ class Traffic:
         for src, dst in ((a, b), (b, a)):
             self._wire_ports.update(ctypes.c_uint32(src), ctypes.c_uint32(dst))
 
+    def flood_ports(self, loop: int, out: int) -> None:
+        """``xdp_flood`` broadcasts to ``loop`` (round again) and ``out``."""
+        for key, ifindex in enumerate((loop, out)):
+            self._flood_ports.update(ctypes.c_uint32(key), ctypes.c_uint32(ifindex))
+
     def attach(self, ns: str, iface: str, program: bpf.Program, mode: str = "native") -> None:
         with netns(ns):
             bpf.xdp_attach(socket.if_nametoindex(iface), program.fd, mode)
@@ -222,6 +253,31 @@ def _raw_socket(ns: str, iface: str) -> socket.socket:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     sock.bind((iface, 0))
     return sock
+
+
+def _window(state: abi.LoopState) -> float:
+    return (state.t_end - state.t_start) / 1e9 if state.t_end > state.t_start else 0.0
+
+
+def _run_budget(
+    t: Traffic, slot: LoopStateSlot, ns: str, iface: str, frame: bytes, in_flight: int, cpu: int, timeout: float
+) -> tuple[abi.LoopState, float]:
+    """Inject ``in_flight`` copies of ``frame`` out of ``iface`` from ``cpu``
+    (the frames' NAPI work stays there) and wait, on another CPU, for the
+    budget in ``slot`` to be spent and every frame to retire; the state then,
+    and the seconds it took."""
+    sock = _raw_socket(ns, iface)
+    deadline = time.monotonic() + timeout
+    try:
+        with on_cpu(cpu):
+            start = time.monotonic()
+            for _ in range(in_flight):
+                sock.send(frame)
+        with on_cpu(_other_cpu(cpu)):  # the frames keep cpu to themselves
+            state = t.wait_retired(slot, in_flight, deadline)
+    finally:
+        sock.close()
+    return state, time.monotonic() - start
 
 
 class Loop:
@@ -273,40 +329,20 @@ class Loop:
         t = self.traffic
         t.configure(GenSlot.SIDE_A, frame_a, vary_a)
         t.configure(GenSlot.SIDE_B, frame_b, vary_b)
-        budget = total - in_flight
-        edge = max(in_flight, budget // 10)
-        t.set_loop_state(abi.LoopState(budget=budget, mark_start=budget - edge, mark_end=edge))
         t.reset()
-        sock = _raw_socket(self.lab.h1.ns, self.lab.h1.iface)
-        deadline = time.monotonic() + (timeout if timeout is not None else 10 + total / 20_000)
-        try:
-            with on_cpu(cpu):
-                start = time.monotonic()
-                for _ in range(in_flight):
-                    sock.send(frame_a)
-            with on_cpu(_other_cpu(cpu)):  # the loop keeps cpu to itself
-                state = self._wait(in_flight, deadline)
-        finally:
-            sock.close()
-        seconds = time.monotonic() - start
+        _, window_frames = t.start_budget(LoopStateSlot.LOOP, total, in_flight)
+        state, seconds = _run_budget(
+            t,
+            LoopStateSlot.LOOP,
+            self.lab.h1.ns,
+            self.lab.h1.iface,
+            frame_a,
+            in_flight,
+            cpu,
+            timeout or 10 + total / 20_000,
+        )
         forwarded = t.counted(GenCount.SIDE_A).packets + t.counted(GenCount.SIDE_B).packets
-        window = (state.t_end - state.t_start) / 1e9 if state.t_end > state.t_start else 0.0
-        return LoopResult(in_flight, forwarded, state.retired, budget - 2 * edge, window, seconds)
-
-    def _wait(self, in_flight: int, deadline: float) -> abi.LoopState:
-        """Until every frame has retired, or none has for a while after the
-        budget ran out (a frame lost), or the deadline."""
-        last, since = -1, time.monotonic()
-        while True:
-            state = self.traffic.loop_state()
-            now = time.monotonic()
-            if state.retired >= in_flight or now > deadline:
-                return state
-            if state.retired != last:
-                last, since = state.retired, now
-            elif state.budget <= 0 and now - since > 1.0:
-                return state
-            time.sleep(0.005)
+        return LoopResult(in_flight, forwarded, state.retired, window_frames, _window(state), seconds)
 
 
 class Injector:
@@ -383,3 +419,74 @@ class Injector:
     def sent(self) -> int:
         """Frames the injector has sent toward the router since the last reset."""
         return self.traffic.counted(GenCount.INJECT).packets
+
+
+@dataclass
+class FloodResult:
+    """One flood: frames sent toward the router, and how fast."""
+
+    sent: int
+    window_frames: int  # sent within the timed window
+    window_seconds: float
+    lost: int  # generator frames that never retired
+
+    @property
+    def pps(self) -> float:
+        return self.window_frames / self.window_seconds if self.window_seconds > 0 else 0.0
+
+
+class Flood:
+    """One-way frames out of ``host``'s interface as fast as one core makes
+    them and the router takes them: a few frames go round a veth pair inside
+    the host (``xdp_flood`` and ``xdp_flood_back``), and each round a copy of
+    the next frame of the template's sequence leaves for the router (a devmap
+    broadcast: one page and one copy a frame). The pair is created on entry
+    and removed on exit."""
+
+    def __init__(self, traffic: Traffic, lab: Lab, host: Host) -> None:
+        self.traffic = traffic
+        self.lab = lab
+        self.host = host
+        self.ifindex = 0
+
+    def __enter__(self) -> Flood:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _build(self) -> None:
+        ns, lab, t = self.host.ns, self.lab, self.traffic
+        lab.ip(ns, "link", "add", _FLOOD_NEAR, "type", "veth", "peer", "name", _FLOOD_FAR)
+        for iface in (_FLOOD_NEAR, _FLOOD_FAR):
+            lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
+            lab.ip(ns, "link", "set", iface, "up")
+        t.attach(ns, _FLOOD_NEAR, t.flood_back)
+        t.attach(ns, _FLOOD_FAR, t.flood)
+        with netns(ns):  # a devmap resolves an ifindex in the caller's namespace
+            self.ifindex = socket.if_nametoindex(self.host.iface)
+            t.flood_ports(socket.if_nametoindex(_FLOOD_FAR), self.ifindex)
+
+    def close(self) -> None:
+        if os.path.exists(f"/run/netns/{self.host.ns}"):
+            self.lab.ip(self.host.ns, "link", "del", _FLOOD_NEAR, check=False)
+
+    def run(self, frame: bytes, total: int, vary: Vary = Vary(), *, in_flight: int = 64, cpu: int = 0) -> FloodResult:
+        """Send ``total`` frames of ``frame``'s sequence; returns when the
+        generator's frames have all retired."""
+        if not 0 < in_flight < RING_SIZE or total < 4 * in_flight:
+            raise UsageError(f"a flood needs 1-{RING_SIZE - 1} frames in flight and at least 4 times as many in total")
+        t = self.traffic
+        t.configure(GenSlot.INJECT, frame, vary)
+        sent0 = t.counted(GenCount.INJECT).packets
+        _, window_frames = t.start_budget(LoopStateSlot.FLOOD, total + in_flight, in_flight)
+        state, _ = _run_budget(
+            t, LoopStateSlot.FLOOD, self.host.ns, _FLOOD_NEAR, frame, in_flight, cpu, 10 + total / 20_000
+        )
+        sent = t.counted(GenCount.INJECT).packets - sent0
+        return FloodResult(sent, window_frames, _window(state), in_flight - state.retired)

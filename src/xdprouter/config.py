@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import inspect
 import ipaddress
 import json
 import re
@@ -38,6 +37,7 @@ from typing import Any
 from . import netlink
 from .errors import UsageError
 from .firewall import Rule
+from .firewall.rules import RULE_FIELDS
 
 MODES = ("native", "generic", "auto")
 ON_EXIT = ("keep", "detach")
@@ -46,8 +46,8 @@ _TOP = {"router", "metrics", "firewall"}
 _ROUTER = {"interfaces", "mode", "on_exit", "recheck_interval", "sysctl_poll_interval"}
 _METRICS = {"listen"}
 _FIREWALL = {"policy", "sets", "rules"}
-# the keys of a rule table: Rule.parse's keyword arguments
-_RULE_KEYS = {name for name in inspect.signature(Rule.parse).parameters if name != "cls"}
+# the keys of a rule table: the rule's fields (firewall/rules.py)
+_RULE_KEYS = set(RULE_FIELDS)
 _RULE_INT = {"pps", "bps", "burst", "burst_bytes", "block_after"}
 _RULE_STR_OR_INT = {"proto", "sport", "dport", "icmp_type"}
 _GONE = re.compile(r"ifindex:\d+")

@@ -10,7 +10,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt
 
-from xdprouter.abi import Reason
+from xdprouter.dataplane.abi import Reason
 from xdprouter.errors import UsageError
 from xdprouter.firewall import Firewall, Rule, parse_prefix_lines
 

@@ -91,7 +91,7 @@ class FwRule(ctypes.Structure):
 
 class FwBitmap(ctypes.Structure):
     """``xdpr_fw_bitmaps``: a set of rule positions, which words are non-zero,
-    and which words hold a rule *anchored* on this bitmap's field (firewall.py
+    and which words hold a rule *anchored* on this bitmap's field (firewall/compiler.py
     ``_anchors``: every rule is anchored on one field it constrains)."""
 
     _fields_ = [

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import netlink
-from ..dataplane import abi_fw as fw
 from ..dataplane import instance
 from ..errors import UsageError
 from .compiler import is_gone
@@ -73,16 +72,8 @@ class Firewall:
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         out = []
         with self._open(locked=False) as st:
-            m = st.maps[fw.MAP_FW_BLOCKED]
-            for raw in m.raw_keys():
-                key = fw.FwBlockKey.from_buffer_copy(raw)
-                val = m.lookup(key)
-                if val is None:
-                    continue
-                blk = fw.FwBlock.from_buffer_copy(val)
-                if blk.until > now:
-                    n = 4 if key.family == 4 else 16
-                    addr = ipaddress.ip_address(bytes(key.addr[:n]))
+            for _, addr, blk in st.blocks():
+                if blk is not None and blk.until > now:
                     out.append({"source": str(addr), "rule": blk.rule_id, "seconds_left": (blk.until - now) / 1e9})
         return out
 

@@ -216,24 +216,28 @@ class Tables:
     def _forget_blocks(self, keep: set[int]) -> None:
         """Blocks made by rules that are gone or no longer block: a block
         outlives its rule no longer than the rule itself."""
+        for key, _, block in self.blocks():
+            if block is not None and block.rule_id not in keep:
+                self.maps[fw.MAP_FW_BLOCKED].delete(key)
+
+    def blocks(self) -> list[tuple[fw.FwBlockKey, ipaddress.IPv4Address | ipaddress.IPv6Address, fw.FwBlock | None]]:
+        """Every blocked source: its key, its address, its block (None if it just went)."""
         m = self.maps[fw.MAP_FW_BLOCKED]
+        out = []
         for raw in list(m.raw_keys()):
             key = fw.FwBlockKey.from_buffer_copy(raw)
-            val = m.lookup(key)
-            if val is not None and fw.FwBlock.from_buffer_copy(val).rule_id not in keep:
-                m.delete(key)
+            addr = ipaddress.ip_address(bytes(key.addr[: 4 if key.family == 4 else 16]))
+            out.append((key, addr, m.lookup_as(key, fw.FwBlock)))
+        return out
 
     def unblock(self, sources: list[str] | None) -> int:
         """Lift the blocks of these sources (all with None); how many were lifted."""
         wanted = {ipaddress.ip_address(a) for a in sources} if sources is not None else None
-        m = self.maps[fw.MAP_FW_BLOCKED]
-        lifted = 0
-        for raw in list(m.raw_keys()):
-            key = fw.FwBlockKey.from_buffer_copy(raw)
-            addr = ipaddress.ip_address(bytes(key.addr[: 4 if key.family == 4 else 16]))
-            if wanted is None or addr in wanted:
-                lifted += m.delete(key)
-        return lifted
+        return sum(
+            self.maps[fw.MAP_FW_BLOCKED].delete(key)
+            for key, addr, _ in self.blocks()
+            if wanted is None or addr in wanted
+        )
 
     def _write(self, c: Compiled, gen: int) -> None:
         bitmaps = self.maps[fw.MAP_FW_BITMAPS]

@@ -37,7 +37,7 @@ from typing import Any
 from . import netlink
 from .errors import UsageError
 from .firewall import Rule
-from .firewall.rules import RULE_FIELDS
+from .firewall.rules import RULE_FIELDS, wrong_kind
 
 MODES = ("native", "generic", "auto")
 ON_EXIT = ("keep", "detach")
@@ -48,8 +48,6 @@ _METRICS = {"listen"}
 _FIREWALL = {"policy", "sets", "rules"}
 # the keys of a rule table: the rule's fields (firewall/rules.py)
 _RULE_KEYS = set(RULE_FIELDS)
-_RULE_INT = {"pps", "bps", "burst", "burst_bytes", "block_after"}
-_RULE_STR_OR_INT = {"proto", "sport", "dport", "icmp_type"}
 _GONE = re.compile(r"ifindex:\d+")
 
 
@@ -288,14 +286,9 @@ def _prefixes(c: _Checker, key: str, lines: list[Any]) -> list[str]:
 def _rule(c: _Checker, key: str, spec: Any) -> Rule:
     spec = c.table(spec, key, _RULE_KEYS)
     for k, v in spec.items():
-        if k in _RULE_INT and (isinstance(v, bool) or not isinstance(v, int)):
-            raise c.fail(f"{key}.{k}", f"must be an integer, not {_type(v)}")
-        if k == "block_seconds" and (isinstance(v, bool) or not isinstance(v, int | float)):
-            raise c.fail(f"{key}.{k}", f"must be a number, not {_type(v)}")
-        if k in _RULE_STR_OR_INT and (isinstance(v, bool) or not isinstance(v, str | int)):
-            raise c.fail(f"{key}.{k}", f"must be a string or an integer, not {_type(v)}")
-        if k not in _RULE_INT | _RULE_STR_OR_INT | {"block_seconds"} and not isinstance(v, str):
-            raise c.fail(f"{key}.{k}", f"must be a string, not {_type(v)}")
+        kind = wrong_kind(k, v)
+        if kind:
+            raise c.fail(f"{key}.{k}", f"must be {kind}, not {_type(v)}")
     try:
         return Rule.parse(**{k: (str(v) if k in ("sport", "dport") else v) for k, v in spec.items()})
     except UsageError as e:

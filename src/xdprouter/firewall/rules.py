@@ -116,11 +116,19 @@ def _norm(value: str | None) -> str | None:
     return str(ipaddress.ip_network(value, strict=False))
 
 
-def _field(default: Any, help: str, parse: Any = None, *, text: bool = False, **cli: Any) -> Any:
+_NUMBER = (int, float)
+_PORTLIKE = (str, int)  # a name or a number, a port or a range
+_KINDS = {(str,): "a string", (int,): "an integer", _NUMBER: "a number", _PORTLIKE: "a string or an integer"}
+
+
+def _field(
+    default: Any, help: str, parse: Any = None, *, text: bool = False, accepts: tuple[type, ...] = (str,), **cli: Any
+) -> Any:
     """A rule field an operator gives: ``help`` and ``cli`` (flag, type,
     metavar, choices) make its option, its name is its config key, ``parse``
-    turns what was given into the field's value (None: Rule.parse does)."""
-    meta = {"help": help, "parse": parse, "text": text, "cli": cli}
+    turns what was given into the field's value (None: Rule.parse does),
+    ``accepts`` are the types a config file may give it in."""
+    meta = {"help": help, "parse": parse, "text": text, "accepts": accepts, "cli": cli}
     return field(default=default, metadata=meta)
 
 
@@ -131,25 +139,33 @@ class Rule:
     action: str = _field("drop", "", str, choices=tuple(ACTIONS))
     src: str | None = _field(None, "source prefix, or @SET", _norm, text=True)
     dst: str | None = _field(None, "destination prefix, or @SET", _norm, text=True)
-    proto: int | None = _field(None, "tcp, udp, icmp, icmpv6, sctp or a number", _proto, text=True)
+    proto: int | None = _field(None, "tcp, udp, icmp, icmpv6, sctp or a number", _proto, text=True, accepts=_PORTLIKE)
     sport: tuple[int, int] | None = _field(
-        None, "source port or range LOW-HIGH", lambda v: _ports(v, "source port"), text=True
+        None, "source port or range LOW-HIGH", lambda v: _ports(v, "source port"), text=True, accepts=_PORTLIKE
     )
     dport: tuple[int, int] | None = _field(
-        None, "destination port or range LOW-HIGH", lambda v: _ports(v, "destination port"), text=True
+        None,
+        "destination port or range LOW-HIGH",
+        lambda v: _ports(v, "destination port"),
+        text=True,
+        accepts=_PORTLIKE,
     )
     # with proto icmp or icmpv6; parsed once the protocol is known
     icmp_type: int | None = _field(
-        None, "with --proto icmp/icmpv6: a type, by number or name (echo-request, ...)", None, text=True
+        None,
+        "with --proto icmp/icmpv6: a type, by number or name (echo-request, ...)",
+        None,
+        text=True,
+        accepts=_PORTLIKE,
     )
     iface: str | None = _field(None, "ingress interface", lambda v: v or None, text=True)
-    pps: int = _field(0, "limit: packets per second per source", int, type=int)
-    bps: int = _field(0, "limit: bytes per second per source", int, type=int)
-    burst: int = _field(0, "limit: burst in packets (default: one second's)", int, type=int)
-    burst_bytes: int = _field(0, "limit: burst in bytes (default: one second's)", int, type=int)
-    block_after: int = _field(0, "limit: block a source after N over-limit pkts/s", int, type=int)
+    pps: int = _field(0, "limit: packets per second per source", int, type=int, accepts=(int,))
+    bps: int = _field(0, "limit: bytes per second per source", int, type=int, accepts=(int,))
+    burst: int = _field(0, "limit: burst in packets (default: one second's)", int, type=int, accepts=(int,))
+    burst_bytes: int = _field(0, "limit: burst in bytes (default: one second's)", int, type=int, accepts=(int,))
+    block_after: int = _field(0, "limit: block a source after N over-limit pkts/s", int, type=int, accepts=(int,))
     block_seconds: float = _field(
-        0.0, "limit: how long a block lasts", float, type=float, flag="--block-for", metavar="SECONDS"
+        0.0, "limit: how long a block lasts", float, type=float, flag="--block-for", metavar="SECONDS", accepts=_NUMBER
     )
     id: int = 0  # stable, assigned when added (not given)
 
@@ -252,6 +268,12 @@ def _icmp_type(value: str | int, proto: int | None) -> int:
 # The fields an operator gives, in order: the config keys, the options of
 # `firewall add`, the keywords of Rule.parse().
 RULE_FIELDS = {f.name: f for f in dataclasses.fields(Rule) if f.metadata}
+
+
+def wrong_kind(name: str, value: Any) -> str | None:
+    """What a config file's value for field ``name`` must be ("an integer"...), if it is not."""
+    accepts = RULE_FIELDS[name].metadata["accepts"]
+    return _KINDS[accepts] if isinstance(value, bool) or not isinstance(value, accepts) else None
 
 
 def add_rule_arguments(parser: argparse.ArgumentParser) -> None:

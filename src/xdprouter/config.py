@@ -28,7 +28,6 @@ import hashlib
 import ipaddress
 import json
 import re
-import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 from . import netlink
 from .errors import UsageError
 from .firewall import Rule
-from .firewall.rules import RULE_FIELDS, wrong_kind
+from .firewall.rules import RULE_FIELDS, parse_prefix_lines, wrong_kind
 
 MODES = ("native", "generic", "auto")
 ON_EXIT = ("keep", "detach")
@@ -265,22 +264,14 @@ def _firewall(c: _Checker, cfg: Config, section: dict[str, Any]) -> None:
 
 
 def _prefixes(c: _Checker, key: str, lines: list[Any]) -> list[str]:
-    out = []
     for n, line in enumerate(lines, 1):
         if not isinstance(line, str):
             raise c.fail(key, f"entry {n} must be a string, not {_type(line)}")
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        addr, _, plen = text.partition("/")
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        try:
-            raw = socket.inet_pton(family, addr)
-            net = ipaddress.ip_network((raw, int(plen) if plen else len(raw) * 8), strict=False)
-        except (OSError, ValueError):
-            raise c.fail(key, f"entry {n}: bad prefix {text!r}") from None
-        out.append(str(net))
-    return sorted(set(out))
+    try:
+        parsed = parse_prefix_lines(lines, what="entry")
+    except UsageError as e:
+        raise c.fail(key, str(e)) from None
+    return sorted({str(ipaddress.ip_network((raw, plen), strict=False)) for _, raw, plen in parsed})
 
 
 def _rule(c: _Checker, key: str, spec: Any) -> Rule:

@@ -316,8 +316,9 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return section
 
 
-def parse_prefix_lines(lines: Iterable[str]) -> list[tuple[int, bytes, int]]:
-    """(family, address bytes, prefix length) per line; blanks and # comments skipped."""
+def parse_prefix_lines(lines: Iterable[str], what: str = "line") -> list[tuple[int, bytes, int]]:
+    """(family, address bytes, prefix length) per line; blanks and # comments
+    skipped; an error names the ``what`` (line, entry) by its number."""
     out = []
     for n, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
@@ -332,7 +333,7 @@ def parse_prefix_lines(lines: Iterable[str]) -> list[tuple[int, bytes, int]]:
             if not 0 <= plen <= bits:
                 raise ValueError
         except (OSError, ValueError):
-            raise UsageError(f"line {n}: bad prefix {text!r}") from None
+            raise UsageError(f"{what} {n}: bad prefix {text!r}") from None
         out.append((4 if fam == socket.AF_INET else 6, raw, plen))
     return out
 

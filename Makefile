@@ -40,8 +40,8 @@ pins: venv
 venv: $(VENV)/.installed
 deps: $(BUILD)/.deps venv
 
-$(BUILD)/abi.h: src/xdprouter/abi.py | $(BUILD)/.deps
-	$(PYTHON) src/xdprouter/abi.py > $@.tmp && mv $@.tmp $@
+$(BUILD)/abi.h: $(wildcard src/xdprouter/dataplane/abi*.py) src/xdprouter/dataplane/cheader.py | $(VENV)/.installed
+	$(VENV)/bin/python -m xdprouter.dataplane.cheader > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/%.bpf.o: bpf/%.bpf.c $(BPF_HEADERS) | $(BUILD)/.deps
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@

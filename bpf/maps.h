@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Every map of the router, one comment each. Names are shared with Python
- * (src/xdprouter/abi.py), which finds them by name on the loaded program.
+ * (src/xdprouter/dataplane/abi.py, abi_fw.py), which finds them by name on the loaded program.
  */
 #ifndef XDPR_MAPS_H
 #define XDPR_MAPS_H

@@ -26,39 +26,14 @@
 #ifndef AF_INET6
 #define AF_INET6 10
 #endif
-#define IP_MF 0x2000
 /* ICMP error types (linux/icmp.h drags in libc headers) */
 #define ICMP_DEST_UNREACH 3
 #define ICMP_SOURCE_QUENCH 4
 #define ICMP_REDIRECT 5
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_PARAMETERPROB 12
-#define IP_OFFSET 0x1FFF
 /* a load the compiler must make, and make once, where it is written */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
-
-/* What each reason means for the frame. */
-static __always_inline int reason_action(int reason)
-{
-	switch (reason) {
-	case REASON_FORWARD:
-	case REASON_TX_VIA_DEVMAP:
-		return XDP_REDIRECT;
-	case REASON_TX_SAME_IFACE:
-		return XDP_TX;
-	case REASON_BLACKHOLE:
-	case REASON_FW_DROP:
-	case REASON_FW_POLICY_DROP:
-	case REASON_FW_RATE_LIMIT:
-	case REASON_FW_BLOCKED:
-	case REASON_FW_UNPARSED:
-		return XDP_DROP;
-	case REASON_INTERNAL_ERROR:
-		return XDP_ABORTED;
-	default:
-		return XDP_PASS;
-	}
-}
 
 static __always_inline int record(__u32 slot, int reason, __u64 bytes)
 {
@@ -477,25 +452,6 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 	if (reason >= 0)
 		return reason;
 	return forward(ctx, cfg, &fib, tot_len, true);
-}
-
-static __always_inline bool ipv6_is_extension(__u8 nexthdr)
-{
-	switch (nexthdr) {
-	case IPPROTO_HOPOPTS:
-	case IPPROTO_ROUTING:
-	case IPPROTO_FRAGMENT:
-	case IPPROTO_DSTOPTS:
-	case IPPROTO_AH:
-	case IPPROTO_MH:
-	case 139:	/* HIP */
-	case 140:	/* shim6 */
-	case 253:	/* experimental */
-	case 254:
-		return true;
-	default:
-		return false;
-	}
 }
 
 /* What ipv6_rcv() and ip6_forward() refuse before and besides the route. */

@@ -34,12 +34,11 @@
 
 #include "abi.h"
 #include "maps.h"
+#include "parsing.h"
 
 #define FW_NS_PER_SEC 1000000000ULL
 #define FW_SRC 0
 #define FW_DST 1
-#define FW_IP_MF 0x2000
-#define FW_IP_OFFSET 0x1FFF
 
 /* What the classifier looks at, gathered from the headers. */
 struct fw_pkt {
@@ -503,13 +502,6 @@ static __always_inline __u32 fw_gen(void)
 	return st ? st->gen & 1 : 0;
 }
 
-static __always_inline bool fw_has_ports(__u8 proto)
-{
-	return proto == IPPROTO_TCP || proto == IPPROTO_UDP ||
-	       proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP ||
-	       proto == IPPROTO_DCCP;
-}
-
 /* Ports at l4 if the protocol has them and the datagram holds them (the
  * frame's end for the verifier, the datagram's for the meaning). An ICMP or
  * ICMPv6 message puts its type in the source-port field, in slots of its own
@@ -518,8 +510,8 @@ static __always_inline bool fw_has_ports(__u8 proto)
 static __always_inline void fw_ports(struct fw_pkt *p, const void *l4,
 				     const void *l3_end, const void *end)
 {
-	const __be16 *ports = l4;
 	const __u8 *type = l4;
+	const __be16 *ports = parse_port_words(l4, l3_end, end);
 
 	p->sport = FW_NOPORT;
 	p->dport = FW_NOPORT;
@@ -529,8 +521,7 @@ static __always_inline void fw_ports(struct fw_pkt *p, const void *l4,
 			p->sport = FW_ICMP_SLOT + *type;
 		return;
 	}
-	if (!fw_has_ports(p->proto) || (const void *)(ports + 2) > end ||
-	    (const void *)(ports + 2) > l3_end)
+	if (!l4_has_ports(p->proto) || !ports)
 		return;
 	p->sport = bpf_ntohs(ports[0]);
 	p->dport = bpf_ntohs(ports[1]);
@@ -554,58 +545,13 @@ static __always_inline int firewall_ipv4(struct xdp_md *ctx,
 	p.len = ctx->data_end - ctx->data;
 	__builtin_memcpy(p.src, &iph->saddr, 4);
 	__builtin_memcpy(p.dst, &iph->daddr, 4);
-	if (iph->frag_off & bpf_htons(FW_IP_OFFSET)) {
+	if (iph->frag_off & bpf_htons(IP_OFFSET)) {
 		p.sport = FW_NOPORT;
 		p.dport = FW_NOPORT;
 	} else {
 		fw_ports(&p, (void *)iph + (iph->ihl & 0xf) * 4, l3_end, end);
 	}
 	return fw_verdict(fw_classify(&p));
-}
-
-static __always_inline bool fw_ipv6_ext(__u8 next)
-{
-	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING ||
-	       next == IPPROTO_DSTOPTS || next == IPPROTO_AH ||
-	       next == IPPROTO_FRAGMENT;
-}
-
-/* Past the IPv6 extension headers to the transport header: a rule on ports
- * must not be dodged with a destination options header. A non-first
- * fragment has no ports. A chain longer than we walk, or cut short, leaves
- * p->proto an extension header: the caller fails closed on it.
- */
-static __always_inline const void *fw_ipv6_l4(struct fw_pkt *p,
-					      const struct ipv6hdr *ip6h,
-					      const void *l3_end, const void *end)
-{
-	const __u8 *h = (const __u8 *)(ip6h + 1);
-	__u8 next = ip6h->nexthdr;
-
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		if ((const void *)(h + 8) > end || (const void *)(h + 8) > l3_end)
-			break;
-		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING ||
-		    next == IPPROTO_DSTOPTS) {
-			next = h[0];
-			h += (h[1] + 1) * 8;
-		} else if (next == IPPROTO_AH) {
-			next = h[0];
-			h += (h[1] + 2) * 4;
-		} else if (next == IPPROTO_FRAGMENT) {
-			next = h[0];
-			if (*(const __be16 *)(h + 2) & bpf_htons(0xfff8)) {
-				p->proto = next;
-				return NULL;
-			}
-			h += 8;
-		} else {
-			break;
-		}
-	}
-	p->proto = next;
-	return h;
 }
 
 static __always_inline int firewall_ipv6(struct xdp_md *ctx,
@@ -623,9 +569,10 @@ static __always_inline int firewall_ipv6(struct xdp_md *ctx,
 	p.len = ctx->data_end - ctx->data;
 	__builtin_memcpy(p.src, &ip6h->saddr, 16);
 	__builtin_memcpy(p.dst, &ip6h->daddr, 16);
-	l4 = fw_ipv6_l4(&p, ip6h, l3_end, end);
-	if (l4 && fw_ipv6_ext(p.proto))
-		return REASON_FW_UNPARSED;
+	/* a rule on ports must not be dodged with a destination options header */
+	l4 = parse_ipv6_extensions(ip6h, l3_end, end, &p.proto);
+	if (l4 && ipv6_walked_extension(p.proto))
+		return REASON_FW_UNPARSED;	/* fail closed */
 	if (l4) {
 		fw_ports(&p, l4, l3_end, end);
 	} else {

@@ -1,6 +1,6 @@
 """xdprouter: an XDP fast path for Linux forwarding."""
 
-from .abi import Reason, Verdict
+from .dataplane.abi import Reason, Verdict
 from .errors import BpfError, UsageError, XdpRouterError
 from .router import AttachReport, IfaceCounters, IfaceStatus, LookupCounters, Router, TestRunResult
 

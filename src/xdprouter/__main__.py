@@ -1,3 +1,5 @@
+"""`python -m xdprouter`: the xdprouter command."""
+
 import sys
 
 from .cli import main

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, summarize_address_range
 from pathlib import Path
 
-from . import bpf, fwbench, profile
+from . import fwbench, profile
+from .dataplane import bpf
 from .errors import BpfError, UsageError
 from .lab import Lab, netns, sh
 from .router import Router

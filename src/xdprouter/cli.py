@@ -9,8 +9,9 @@ import sys
 import time
 import tomllib
 
-from . import abi
+from .dataplane import abi
 from .errors import XdpRouterError
+from .firewall.rules import add_rule_arguments
 from .router import MODES, IfaceCounters, Router
 
 EXAMPLES = """\
@@ -92,20 +93,7 @@ def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     fw = sub.add_parser("firewall", help="rules, prefix sets and rate limits in XDP (see docs/firewall.md)")
     fsub = fw.add_subparsers(dest="fw_command", required=True, metavar="ACTION")
     a = fsub.add_parser("add", help="add a rule (at the end, or at --position)")
-    a.add_argument("--action", choices=("allow", "drop", "limit"), default="drop")
-    a.add_argument("--src", help="source prefix, or @SET")
-    a.add_argument("--dst", help="destination prefix, or @SET")
-    a.add_argument("--proto", help="tcp, udp, icmp, icmpv6, sctp or a number")
-    a.add_argument("--sport", help="source port or range LOW-HIGH")
-    a.add_argument("--dport", help="destination port or range LOW-HIGH")
-    a.add_argument("--icmp-type", help="with --proto icmp/icmpv6: a type, by number or name (echo-request, ...)")
-    a.add_argument("--iface", help="ingress interface")
-    a.add_argument("--pps", type=int, default=0, help="limit: packets per second per source")
-    a.add_argument("--bps", type=int, default=0, help="limit: bytes per second per source")
-    a.add_argument("--burst", type=int, default=0, help="limit: burst in packets (default: one second's)")
-    a.add_argument("--burst-bytes", type=int, default=0, help="limit: burst in bytes (default: one second's)")
-    a.add_argument("--block-after", type=int, default=0, help="limit: block a source after N over-limit pkts/s")
-    a.add_argument("--block-for", type=float, default=0.0, metavar="SECONDS", help="limit: how long a block lasts")
+    add_rule_arguments(a)
     a.add_argument("--position", type=int, help="insert at this position (0: first)")
     d = fsub.add_parser("delete", help="delete rules by id")
     d.add_argument("ids", nargs="+", type=int, metavar="ID")
@@ -281,27 +269,13 @@ def _bench(router: Router, args: argparse.Namespace) -> int:
 
 
 def _firewall(router: Router, args: argparse.Namespace) -> int:
-    from .firewall import Firewall, Rule
+    from .firewall import Firewall
+    from .firewall.rules import rule_from_args
 
     fw = Firewall()
     cmd = args.fw_command
     if cmd == "add":
-        rule = Rule.parse(
-            action=args.action,
-            src=args.src,
-            dst=args.dst,
-            proto=args.proto,
-            sport=args.sport,
-            dport=args.dport,
-            icmp_type=args.icmp_type,
-            iface=args.iface,
-            pps=args.pps,
-            bps=args.bps,
-            burst=args.burst,
-            burst_bytes=args.burst_bytes,
-            block_after=args.block_after,
-            block_seconds=args.block_for,
-        )
+        rule = rule_from_args(args)
         fw.add(rule, args.position)
         print(f"rule {rule.id}: {rule.describe()}")
     elif cmd == "delete":

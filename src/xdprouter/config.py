@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import inspect
 import ipaddress
 import json
 import re
-import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 from . import netlink
 from .errors import UsageError
 from .firewall import Rule
+from .firewall.rules import RULE_FIELDS, parse_prefix_lines, wrong_kind
 
 MODES = ("native", "generic", "auto")
 ON_EXIT = ("keep", "detach")
@@ -46,10 +45,8 @@ _TOP = {"router", "metrics", "firewall"}
 _ROUTER = {"interfaces", "mode", "on_exit", "recheck_interval", "sysctl_poll_interval"}
 _METRICS = {"listen"}
 _FIREWALL = {"policy", "sets", "rules"}
-# the keys of a rule table: Rule.parse's keyword arguments
-_RULE_KEYS = {name for name in inspect.signature(Rule.parse).parameters if name != "cls"}
-_RULE_INT = {"pps", "bps", "burst", "burst_bytes", "block_after"}
-_RULE_STR_OR_INT = {"proto", "sport", "dport", "icmp_type"}
+# the keys of a rule table: the rule's fields (firewall/rules.py)
+_RULE_KEYS = set(RULE_FIELDS)
 _GONE = re.compile(r"ifindex:\d+")
 
 
@@ -267,35 +264,22 @@ def _firewall(c: _Checker, cfg: Config, section: dict[str, Any]) -> None:
 
 
 def _prefixes(c: _Checker, key: str, lines: list[Any]) -> list[str]:
-    out = []
     for n, line in enumerate(lines, 1):
         if not isinstance(line, str):
             raise c.fail(key, f"entry {n} must be a string, not {_type(line)}")
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        addr, _, plen = text.partition("/")
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        try:
-            raw = socket.inet_pton(family, addr)
-            net = ipaddress.ip_network((raw, int(plen) if plen else len(raw) * 8), strict=False)
-        except (OSError, ValueError):
-            raise c.fail(key, f"entry {n}: bad prefix {text!r}") from None
-        out.append(str(net))
-    return sorted(set(out))
+    try:
+        parsed = parse_prefix_lines(lines, what="entry")
+    except UsageError as e:
+        raise c.fail(key, str(e)) from None
+    return sorted({str(ipaddress.ip_network((raw, plen), strict=False)) for _, raw, plen in parsed})
 
 
 def _rule(c: _Checker, key: str, spec: Any) -> Rule:
     spec = c.table(spec, key, _RULE_KEYS)
     for k, v in spec.items():
-        if k in _RULE_INT and (isinstance(v, bool) or not isinstance(v, int)):
-            raise c.fail(f"{key}.{k}", f"must be an integer, not {_type(v)}")
-        if k == "block_seconds" and (isinstance(v, bool) or not isinstance(v, int | float)):
-            raise c.fail(f"{key}.{k}", f"must be a number, not {_type(v)}")
-        if k in _RULE_STR_OR_INT and (isinstance(v, bool) or not isinstance(v, str | int)):
-            raise c.fail(f"{key}.{k}", f"must be a string or an integer, not {_type(v)}")
-        if k not in _RULE_INT | _RULE_STR_OR_INT | {"block_seconds"} and not isinstance(v, str):
-            raise c.fail(f"{key}.{k}", f"must be a string, not {_type(v)}")
+        kind = wrong_kind(k, v)
+        if kind:
+            raise c.fail(f"{key}.{k}", f"must be {kind}, not {_type(v)}")
     try:
         return Rule.parse(**{k: (str(v) if k in ("sport", "dport") else v) for k, v in spec.items()})
     except UsageError as e:

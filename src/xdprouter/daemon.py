@@ -326,7 +326,7 @@ class Daemon:
         log.debug("snapshot renewed (%s) in %.1f ms", cause, (done - start) * 1e3)
 
     def _read_sysctls(self) -> dict[str, int]:
-        """The sysctls the snapshot copies (router.py's _flags), for the
+        """The sysctls the snapshot copies (snapshot.py's flags), for the
         attached interfaces: no netlink event tells about most of them."""
         keys = ["ipv4/conf/all/send_redirects", "ipv4/conf/all/rp_filter", "ipv6/conf/all/forwarding"]
         for name in self._watched:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from .abi import GenCount
+from .dataplane.abi import GenCount
 from .firewall import Firewall, Rule
 from .lab import Lab, netns
 from .traffic import Flood, Vary

@@ -1,4 +1,4 @@
-"""The fast path's copy of the IPv6 local table (bpf/include/fib6_local.h).
+"""The fast path's copy of the IPv6 local table (bpf/include/fib6_local.h), and the probe that says if it is current.
 
 With no policy rules the kernel looks an IPv6 destination up in the local
 table and then in the main table. The program skips the first walk for a
@@ -12,16 +12,16 @@ other prefix leaves the copy incomplete, and every frame gets the full lookup.
 
 from __future__ import annotations
 
-import ctypes
+import errno
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import abi, bpf, netlink
+from . import netlink
+from .dataplane import abi, bpf
 from .errors import BpfError, UsageError
 
 PROBE_OBJECT = "fib6_probe.bpf.o"
-XDP_PASS = 2
 # destinations the program never looks up (ipv6_address_reason())
 _NEVER_LOOKED_UP = (ipaddress.IPv6Network("ff00::/8"), ipaddress.IPv6Network("fe80::/10"))
 
@@ -63,10 +63,10 @@ def probe(router_object: Path) -> abi.Fib6Probe:
     running the probe program in the caller's namespace."""
     with bpf.Object(str(probe_object(router_object))) as obj:
         run = obj.program(abi.PROBE_PROG).test_run(bytes(64))
-        raw = obj.map(abi.PROBE_MAP).lookup(ctypes.c_uint32(0))
-    if run.retval != XDP_PASS or raw is None:
-        raise BpfError(f"the IPv6 local table probe failed (returned {run.retval})")
-    return abi.Fib6Probe.from_buffer_copy(raw)
+        found = obj.map(abi.PROBE_MAP).lookup_as(0, abi.Fib6Probe)
+    if run.retval != abi.XdpAction.PASS or found is None:
+        raise BpfError(f"the IPv6 local table probe failed (returned {run.retval})", errno.EIO)
+    return found
 
 
 def sync(local6: bpf.Map, state: bpf.Map, router_object: Path) -> bool:
@@ -76,10 +76,9 @@ def sync(local6: bpf.Map, state: bpf.Map, router_object: Path) -> bool:
     The program reads the state, searches the copy, and reads the state's
     generation again; every write here changes the generation, so a search
     that overlapped a rewrite is not trusted."""
-    zero = ctypes.c_uint32(0)
-    raw = state.lookup(zero)
-    gen = abi.Local6State.from_buffer_copy(raw).gen if raw else 0
-    state.update(zero, abi.Local6State(gen=gen + 1))  # full lookups while the copy changes
+    old = state.lookup_as(0, abi.Local6State)
+    gen = old.gen if old else 0
+    state.update(0, abi.Local6State(gen=gen + 1))  # full lookups while the copy changes
     try:
         live = probe(router_object)  # read before the table: a change after it shows
     except BpfError:
@@ -90,17 +89,16 @@ def sync(local6: bpf.Map, state: bpf.Map, router_object: Path) -> bool:
     if table is None:
         return False
     local6.write_changed(table)
-    state.update(zero, abi.Local6State(sernum=live.sernum, complete=1, gen=gen + 2))
+    state.update(0, abi.Local6State(sernum=live.sernum, complete=1, gen=gen + 2))
     return True
 
 
 def in_use(state: bpf.Map, router_object: Path) -> bool:
     """Is the copy complete and the local table unchanged since (so the
     program looks non-local destinations up in the main table alone)?"""
-    raw = state.lookup(ctypes.c_uint32(0))
-    if raw is None:
+    copy = state.lookup_as(0, abi.Local6State)
+    if copy is None:
         return False
-    copy = abi.Local6State.from_buffer_copy(raw)
     try:
         live = probe(router_object)
     except BpfError:

@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import abi
+from .dataplane import abi
 from .errors import XdpRouterError
 from .firewall import Firewall
 from .router import Router

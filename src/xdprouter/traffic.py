@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import abi, bpf
-from .abi import GenCount, GenSlot, LoopStateSlot
+from .dataplane import abi, bpf
+from .dataplane.abi import GenCount, GenSlot, LoopStateSlot
 from .errors import UsageError
 from .lab import Host, Lab, netns
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from xdprouter import abi
+from xdprouter.dataplane import abi
 from xdprouter.router import default_object_path
 
 BtfType = dict[str, Any]

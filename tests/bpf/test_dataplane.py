@@ -52,7 +52,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q
 from scapy.packet import Raw
 
-from xdprouter.abi import Reason, Verdict
+from xdprouter.dataplane.abi import Reason, Verdict
 from xdprouter.router import TestRunResult as RunResult
 
 from .conftest import ECMP_GW_MAC, SAME_IFACE_GW_MAC, DataPlane

@@ -11,14 +11,20 @@ whether the lookup went to the main table alone (the per-CPU counter).
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from packets import ipv4, ipv6
 
-from xdprouter import abi
-from xdprouter.abi import Reason
+from xdprouter import local6
+from xdprouter.dataplane import abi, bpf
+from xdprouter.dataplane.abi import Reason
+from xdprouter.errors import BpfError
 from xdprouter.lab import netns
 from xdprouter.local6 import local6_table
 from xdprouter.router import Router
@@ -244,3 +250,55 @@ def test_copy_refuses_what_does_not_fit() -> None:
     ]
     assert local6_table(same_home[: abi.LOCAL6_PROBES]) is not None
     assert local6_table(same_home[: abi.LOCAL6_PROBES + 1]) is None
+
+
+class _FakeMap:
+    """A one-CPU array map in a dict, enough for local6.sync()."""
+
+    def __init__(self, values: dict[int, bytes]) -> None:
+        self.values = values
+
+    def lookup_as(self, key: int, value_type: Any) -> Any:
+        raw = self.values.get(key)
+        return value_type.from_buffer_copy(raw) if raw is not None else None
+
+    def update(self, key: int, value: Any) -> None:
+        self.values[key] = bytes(value)
+
+    def write_changed(self, values: list[bytes]) -> None:
+        self.values.update(enumerate(values))
+
+
+class _FailingProbeObject:
+    """bpf.Object of a probe whose run does not return XDP_PASS and writes nothing."""
+
+    def __init__(self, path: str) -> None:
+        pass
+
+    def __enter__(self) -> _FailingProbeObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def program(self, name: str) -> Any:
+        return SimpleNamespace(test_run=lambda frame: bpf.TestRun(retval=abi.XdpAction.DROP, data=b"", duration_ns=0))
+
+    def map(self, name: str) -> Any:
+        return _FakeMap({})
+
+
+def test_a_failing_probe_leaves_every_lookup_full(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The probe's failure is a BpfError with an errno, which sync() catches:
+    the copy stays marked incomplete (a TypeError used to escape instead)."""
+    (tmp_path / local6.PROBE_OBJECT).touch()
+    router_object = tmp_path / "xdp_router.bpf.o"
+    monkeypatch.setattr(local6.bpf, "Object", _FailingProbeObject)
+    with pytest.raises(BpfError) as failed:
+        local6.probe(router_object)
+    assert failed.value.errno == errno.EIO
+    copy, state = _FakeMap({}), _FakeMap({0: bytes(abi.Local6State(sernum=7, complete=1, gen=4))})
+    assert local6.sync(copy, state, router_object) is False  # type: ignore[arg-type]
+    assert state.values == {0: bytes(abi.Local6State(gen=5))}  # incomplete: full lookups
+    assert copy.values == {}
+    assert local6.in_use(state, router_object) is False  # type: ignore[arg-type]

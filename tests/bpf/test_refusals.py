@@ -13,7 +13,7 @@ from xdprouter.traffic import Traffic
 
 _CHILD = """
 import ctypes, errno, struct, sys
-from xdprouter import bpf
+from xdprouter.dataplane import bpf
 from xdprouter.errors import BpfError
 
 # classic BPF over struct seccomp_data: nr at 0, arch at 4, args[0] (low half) at 16

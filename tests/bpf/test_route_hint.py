@@ -23,7 +23,7 @@ import pytest
 from packets import H2_IP4, H2_IP6, ipv4, ipv6
 
 from xdprouter import system
-from xdprouter.abi import Reason, Verdict
+from xdprouter.dataplane.abi import Reason, Verdict
 from xdprouter.lab import netns
 from xdprouter.router import Router
 from xdprouter.traffic import Injector, Traffic, Vary

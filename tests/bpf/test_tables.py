@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from packets import ipv4
 
-from xdprouter import abi
-from xdprouter.abi import Reason as R
-from xdprouter.router import local4_table
+from xdprouter.dataplane import abi
+from xdprouter.dataplane.abi import Reason as R
+from xdprouter.snapshot import local4_table
 
 from .conftest import DataPlane
 

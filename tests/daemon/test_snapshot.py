@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from packets import Macs, ipv4, ipv6
 
-from xdprouter.abi import Reason
+from xdprouter.dataplane.abi import Reason
 from xdprouter.lab import Lab, netns
 from xdprouter.router import Router
 

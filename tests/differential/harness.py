@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from scapy.layers.l2 import Ether
 
-from xdprouter import abi
+from xdprouter.dataplane import abi
 from xdprouter.lab import Lab, netns, sh
 from xdprouter.router import LookupCounters, Router
 

@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
-from xdprouter.abi import Reason
+from xdprouter.dataplane.abi import Reason
 from xdprouter.firewall import Rule
 
 from .conftest import FwLab

@@ -13,8 +13,8 @@ from typing import Any
 
 from scapy.layers.inet import IP, UDP
 
-from xdprouter import abi
-from xdprouter.abi import Reason
+from xdprouter.dataplane import abi_fw as abi
+from xdprouter.dataplane.abi import Reason
 from xdprouter.firewall import Firewall, Rule
 
 from .conftest import FwLab
@@ -116,6 +116,7 @@ def test_one_source_on_two_cpus_gets_its_rate_not_twice_it(fl: FwLab) -> None:
     import os
     import threading
 
+    from xdprouter.dataplane import instance
     from xdprouter.lab import netns
     from xdprouter.router import Router
 
@@ -124,7 +125,7 @@ def test_one_source_on_two_cpus_gets_its_rate_not_twice_it(fl: FwLab) -> None:
     frame = fl.frame()
     with netns(fl.lab.router):
         router = Router()
-        inst = router._find(router._attached())
+        inst = instance.find()
         assert inst is not None
         ifindex = socket.if_nametoindex("veth1")
         before = router.stats()["veth1"]

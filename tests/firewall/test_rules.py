@@ -10,7 +10,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt
 
-from xdprouter.abi import Reason
+from xdprouter.dataplane.abi import Reason
 from xdprouter.errors import UsageError
 from xdprouter.firewall import Firewall, Rule, parse_prefix_lines
 
@@ -336,3 +336,36 @@ def test_ifindex_names_only_a_gone_interface(fl: FwLab, name: str) -> None:
     with pytest.raises(UsageError, match="no interface"):
         fl.fw(lambda f: f.set_policy(name, "drop"))
     assert fl.fw(lambda f: (f.rules(), f.policies())) == ([], {})
+
+
+def test_an_add_lists_the_interfaces_once(fl: FwLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One `firewall add` reads the namespace's interfaces over netlink once
+    (it used to list them five times)."""
+    from xdprouter import netlink
+
+    calls = []
+    real = netlink.links
+    monkeypatch.setattr(netlink, "links", lambda: calls.append(1) or real())
+    add(fl, action="drop", src="192.0.2.0/24", iface="veth1")
+    assert len(calls) == 1
+
+
+def test_a_refused_change_gives_no_ids(fl: FwLab) -> None:
+    """Ids are given only once the change is in: a rule the compiler refuses
+    (a fifth (set, direction) pair) keeps id 0, and the rules in place keep
+    theirs (ids used to be given, and counters zeroed, before compiling)."""
+    names = ["ids_a", "ids_b", "ids_c"]
+    for name in names:
+        fl.fw(lambda f, name=name: f.load_set(name, parse_prefix_lines(["192.0.2.0/24"])))
+    try:
+        pairs = [("src", "ids_a"), ("src", "ids_b"), ("src", "ids_c"), ("dst", "ids_a")]
+        kept = [add(fl, action="drop", **{where: f"@{name}"}) for where, name in pairs]
+        refused = Rule.parse(action="drop", dst="@ids_b")
+        with pytest.raises(UsageError, match="set, direction"):
+            fl.fw(lambda f: f.add(refused))
+        assert refused.id == 0
+        assert [r.id for r in fl.fw(lambda f: f.rules())] == [r.id for r in kept]  # type: ignore[attr-defined]
+    finally:
+        fl.fw(lambda f: f.flush())
+        for name in names:
+            fl.fw(lambda f, name=name: f.delete_set(name))

@@ -16,7 +16,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-from xdprouter.abi import Reason
+from xdprouter.dataplane.abi import Reason
 from xdprouter.firewall import Firewall, Rule
 
 from .conftest import FwLab

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xdprouter import abi
+from xdprouter.dataplane import abi
 from xdprouter.lab import Lab, sh
 
 from .traffic import VERDICTS, ping, reason, received, stats, status, verdict, xdp_of

@@ -1,4 +1,4 @@
-"""ctypes declarations of the system libbpf (libbpf.so.1): nothing else.
+"""ctypes declarations of the system libbpf (libbpf.so.1) and the two libc calls beside it: nothing else.
 
 Every function the project calls is declared here once, with its argument
 and return types; errno is captured (``use_errno=True``) so errors carry it.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 c_int = ctypes.c_int
 c_uint = ctypes.c_uint32
@@ -166,7 +167,12 @@ class BpfMapBatchOpts(ctypes.Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_u64), ("flags", c_u64)]
 
 
+# enum bpf_map_type (linux/bpf.h): the ones the project names
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
 BPF_MAP_TYPE_LPM_TRIE = 11
+PER_CPU_MAP_TYPES = (BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH)
 BPF_F_NO_PREALLOC = 1 << 0
 
 LIBBPF_PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
@@ -212,3 +218,14 @@ for _name, (_restype, _argtypes) in _SIGNATURES.items():
     _fn = getattr(lib, _name)
     _fn.restype = _restype
     _fn.argtypes = _argtypes
+
+
+# libc: vsnprintf formats libbpf's log lines; syscall(2) reaches membarrier(2).
+libc = ctypes.CDLL(None, use_errno=True)
+libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+libc.vsnprintf.restype = c_int
+libc.syscall.restype = ctypes.c_long
+
+MEMBARRIER_CMD_GLOBAL = 1
+# membarrier(2): x86_64 has its own number, the generic table (arm64, riscv) another
+SYS_MEMBARRIER = {"x86_64": 324, "aarch64": 283, "riscv64": 283}.get(os.uname().machine, 283)

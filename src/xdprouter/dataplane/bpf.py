@@ -11,15 +11,18 @@ import contextlib
 import ctypes
 import errno
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
+from ..errors import BpfError
 from . import _libbpf as L
-from .errors import BpfError
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
-_libc.vsnprintf.restype = ctypes.c_int
+S = TypeVar("S", bound=ctypes.Structure)
+if TYPE_CHECKING:
+    Key = int | ctypes._CData  # an int is a __u32 key
+    Value = int | bytes | ctypes._CData  # an int is a __u32 value
 
 _log: list[str] = []
 
@@ -27,7 +30,7 @@ _log: list[str] = []
 @L.LIBBPF_PRINT_FN
 def _print(level: int, fmt: bytes, args: int) -> int:
     buf = ctypes.create_string_buffer(4096)
-    _libc.vsnprintf(buf, len(buf), fmt, args)
+    L.libc.vsnprintf(buf, len(buf), fmt, args)
     _log.append(buf.value.decode(errors="replace"))
     return 0
 
@@ -52,6 +55,27 @@ def _check(rc: int, what: str) -> int:
 
 def possible_cpus() -> int:
     return _check(L.lib.libbpf_num_possible_cpus(), "counting possible CPUs")
+
+
+def per_cpu_stride(value_size: int) -> int:
+    """The room one CPU's value takes in a per-CPU map's buffer: 8-byte aligned."""
+    return (value_size + 7) // 8 * 8
+
+
+def membarrier() -> None:
+    """Wait for an RCU grace period: every XDP run that began before has ended."""
+    if L.libc.syscall(L.SYS_MEMBARRIER, L.MEMBARRIER_CMD_GLOBAL, 0, 0) != 0:
+        time.sleep(0.05)  # no membarrier: a frame's run takes microseconds
+
+
+def _key(key: Key) -> ctypes._CData:
+    return ctypes.c_uint32(key) if isinstance(key, int) else key
+
+
+def _value(value: Value) -> bytes:
+    if isinstance(value, int):
+        return bytes(ctypes.c_uint32(value))
+    return value if isinstance(value, bytes) else bytes(value)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -153,50 +177,57 @@ class Map:
 
     @property
     def per_cpu(self) -> bool:
-        # BPF_MAP_TYPE_PERCPU_HASH = 5, PERCPU_ARRAY = 6, LRU_PERCPU_HASH = 10
-        return self.info.type in (5, 6, 10)
+        return self.info.type in L.PER_CPU_MAP_TYPES
 
-    def _value_buffer(self) -> ctypes.Array[ctypes.c_char]:
-        size = self.info.value_size
+    def _value_size(self) -> int:
+        """A value's size in a lookup's buffer: every CPU's, for a per-CPU map."""
         if self.per_cpu:
-            size = ((size + 7) // 8 * 8) * possible_cpus()
-        return ctypes.create_string_buffer(size)
+            return per_cpu_stride(self.info.value_size) * possible_cpus()
+        return self.info.value_size
 
-    def lookup(self, key: ctypes._CData) -> bytes | None:
+    def lookup(self, key: Key) -> bytes | None:
         """The raw value (all CPUs' values, 8-byte aligned, for per-CPU maps)."""
-        value = self._value_buffer()
-        rc = L.lib.bpf_map_lookup_elem(self.fd, ctypes.byref(key), value)
+        value = ctypes.create_string_buffer(self._value_size())
+        rc = L.lib.bpf_map_lookup_elem(self.fd, ctypes.byref(_key(key)), value)
         if rc < 0:
             err = ctypes.get_errno()
-            if err == 2:  # ENOENT
+            if err == errno.ENOENT:
                 return None
             raise BpfError(f"looking up in map {self.name}", err)
         return value.raw
 
-    def lookup_per_cpu(self, key: ctypes._CData, value_type: type[ctypes.Structure]) -> list[ctypes.Structure]:
+    def lookup_as(self, key: Key, value_type: type[S]) -> S | None:
+        """The value as a ``value_type`` (an abi struct), or None."""
+        raw = self.lookup(key)
+        return value_type.from_buffer_copy(raw) if raw is not None else None
+
+    def lookup_per_cpu(self, key: Key, value_type: type[S]) -> list[S]:
         raw = self.lookup(key)
         if raw is None:
             return []
-        stride = (ctypes.sizeof(value_type) + 7) // 8 * 8
+        stride = per_cpu_stride(ctypes.sizeof(value_type))
         return [value_type.from_buffer_copy(raw, i * stride) for i in range(len(raw) // stride)]
 
-    def update(self, key: ctypes._CData, value: ctypes._CData | bytes, flags: int = L.BPF_ANY) -> None:
-        buf = value if isinstance(value, bytes) else bytes(value)  # type: ignore[arg-type]
-        _check(L.lib.bpf_map_update_elem(self.fd, ctypes.byref(key), buf, flags), f"updating map {self.name}")
+    def update(self, key: Key, value: Value, flags: int = L.BPF_ANY) -> None:
+        buf = _value(value)
+        _check(L.lib.bpf_map_update_elem(self.fd, ctypes.byref(_key(key)), buf, flags), f"updating map {self.name}")
+
+    def zero(self, key: Key) -> None:
+        """Write an all-zero value (on every CPU, for a per-CPU map)."""
+        self.update(key, bytes(self._value_size()))
 
     def write_changed(self, values: list[bytes]) -> None:
         """Make an array map hold ``values`` (slot i = values[i]), writing only
         the slots that differ, so a reader never sees an unchanged slot move."""
         for slot, value in enumerate(values):
-            key = ctypes.c_uint32(slot)
-            if self.lookup(key) != value:
-                self.update(key, value)
+            if self.lookup(slot) != value:
+                self.update(slot, value)
 
-    def delete(self, key: ctypes._CData) -> bool:
-        rc = L.lib.bpf_map_delete_elem(self.fd, ctypes.byref(key))
+    def delete(self, key: Key) -> bool:
+        rc = L.lib.bpf_map_delete_elem(self.fd, ctypes.byref(_key(key)))
         if rc < 0:
             err = ctypes.get_errno()
-            if err == 2:
+            if err == errno.ENOENT:
                 return False
             raise BpfError(f"deleting from map {self.name}", err)
         return True
@@ -208,7 +239,7 @@ class Map:
             return
         ksize, vsize = self.info.key_size, self.info.value_size
         if self.per_cpu:
-            raise BpfError(f"batch update of per-CPU map {self.name} is not supported", 22)
+            raise BpfError(f"batch update of per-CPU map {self.name} is not supported", errno.EINVAL)
         kbuf = ctypes.create_string_buffer(keys, len(keys))
         vbuf = ctypes.create_string_buffer(values, len(values))
         done = 0
@@ -238,7 +269,7 @@ class Map:
             yield nxt.raw
             prev = nxt
 
-    def keys(self, key_type: type[ctypes._SimpleCData]) -> Iterator[int]:
+    def keys(self, key_type: type[ctypes._SimpleCData] = ctypes.c_uint32) -> Iterator[int]:
         prev: ctypes._CData | None = None
         while True:
             nxt = key_type()
@@ -271,7 +302,7 @@ class Object:
         _log.clear()
         obj = L.lib.bpf_object__open_file(path.encode(), None)
         if not obj or L.lib.libbpf_get_error(obj):
-            raise BpfError(f"opening {path}", ctypes.get_errno() or 2)
+            raise BpfError(f"opening {path}", ctypes.get_errno() or errno.ENOENT)
         self._obj: int | None = obj
         rc = L.lib.bpf_object__load(obj)
         if rc < 0:
@@ -282,13 +313,13 @@ class Object:
     def program(self, name: str) -> Program:
         prog = L.lib.bpf_object__find_program_by_name(self._obj, name.encode())
         if not prog:
-            raise BpfError(f"no program {name!r} in object", 2)
+            raise BpfError(f"no program {name!r} in object", errno.ENOENT)
         return Program(L.lib.bpf_program__fd(prog))
 
     def map(self, name: str) -> Map:
         m = L.lib.bpf_object__find_map_by_name(self._obj, name.encode())
         if not m:
-            raise BpfError(f"no map {name!r} in object", 2)
+            raise BpfError(f"no map {name!r} in object", errno.ENOENT)
         return Map.from_fd(L.lib.bpf_map__fd(m))
 
     def close(self) -> None:

@@ -1,0 +1,358 @@
+"""The firewall's compiler: rules and policies to one generation's lookup tables, in named stages, without I/O."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..dataplane import abi_fw as fw
+from ..errors import UsageError
+from .rules import ACTIONS, Rule
+
+GEN_BITMAPS = fw.FW_MAX_BITMAPS // 2  # bitmap ids per generation (the last id is the empty bitmap)
+LPM_KEY = struct.Struct("<I4s16s")  # FwLpmKey, packed
+_GONE = re.compile(r"ifindex:(\d+)")
+
+
+@dataclass
+class Compiled:
+    """One generation's tables, as bytes ready for the maps."""
+
+    bitmaps: dict[int, bytes] = field(default_factory=dict)  # id -> FwBitmap
+    lpm: list[tuple[bytes, int]] = field(default_factory=list)  # FwLpmKey -> bitmap id
+    ports: list[list[int]] = field(default_factory=list)  # [sport ids, dport ids], FW_PORT_SLOTS each
+    ifproto: list[tuple[bytes, int]] = field(default_factory=list)
+    rules: list[fw.FwRule] = field(default_factory=list)
+    gen: fw.FwGen = field(default_factory=fw.FwGen)
+
+
+def is_gone(name: str) -> bool:
+    """Is ``name`` "ifindex:N", the name of a deleted interface's rule or policy?"""
+    return _GONE.fullmatch(name) is not None
+
+
+def ifindex_of(name: str, links: dict[str, int]) -> int | None:
+    """An interface's index by name; or N for "ifindex:N", the name a rule or
+    policy reads back with once its interface was deleted (it matches no
+    frame while no interface has that index, and stays until deleted, so
+    other edits still go through). Only an index no interface has now: 0 is
+    "any interface", and a live index has a name to use."""
+    if name in links:
+        return links[name]
+    m = _GONE.fullmatch(name)
+    if not m:
+        return None
+    index = int(m.group(1))
+    if not 0 < index < 1 << 32 or index in links.values():
+        return None
+    return index
+
+
+def known_ifindex(name: str, links: dict[str, int]) -> int:
+    index = ifindex_of(name, links)
+    if index is None:
+        raise UsageError(f"no interface {name!r}")
+    return index
+
+
+def assign_ids(
+    rules: list[Rule], policies: dict[str, str], old: list[fw.FwRule], links: dict[str, int]
+) -> tuple[list[int], dict[str, int], list[int]]:
+    """Stable ids: a rule keeps its id, a drop policy the one it had on the
+    same interface; the others get the lowest free ids. Returns the rules'
+    ids in order, each drop policy's, and the ids newly taken; changes nothing."""
+    old_policy = {r.ifindex: r.id for r in old if r.flags & fw.FwRuleFlag.POLICY}
+    policy_ids = {}
+    for iface, action in policies.items():
+        index = ifindex_of(iface, links)
+        if action == "drop" and index is not None and old_policy.get(index):
+            policy_ids[iface] = old_policy[index]
+    used = {r.id for r in rules if r.id} | set(policy_ids.values())
+    free = (i for i in range(1, fw.FW_MAX_IDS) if i not in used)
+    ids = [r.id or next(free) for r in rules]
+    fresh = [i for r, i in zip(rules, ids, strict=True) if not r.id]
+    for iface, action in policies.items():
+        if action == "drop" and iface not in policy_ids:
+            policy_ids[iface] = next(free)
+            fresh.append(policy_ids[iface])
+    return ids, policy_ids, fresh
+
+
+def compile_generation(
+    rules: list[Rule],
+    policies: dict[str, str],
+    links: dict[str, int],
+    set_slots: dict[str, int],
+    gen: int,
+    policy_ids: dict[str, int],
+) -> Compiled:
+    """The tables of generation ``gen``: rules first, then each interface's
+    drop policy as its implicit last rule. Raises UsageError for what the
+    tables cannot hold."""
+    entries = _entries(rules, policies, policy_ids)
+    bm = _Bitmaps(gen)
+    anchors = _anchors(entries)
+    out = Compiled(rules=[_encode(r, pos >= len(rules), links, set_slots) for pos, r in enumerate(entries)])
+    out.ifproto, named = _ifproto_stage(entries, links, gen, bm, anchors["ifproto"])
+    for d, attr in ((0, "src"), (1, "dst")):
+        out.lpm += _prefix_stage(entries, attr, d, gen, bm, anchors[attr])
+    out.ports = [_port_stage(entries, attr, bm, anchors[attr]) for attr in ("sport", "dport")]
+    out.gen = _gen_stage(entries, set_slots, bm, named)
+    out.bitmaps = {i: _bitmap_bytes(bits, anchor) for (bits, anchor), i in bm.ids.items()}
+    return out
+
+
+def _entries(rules: list[Rule], policies: dict[str, str], policy_ids: dict[str, int]) -> list[Rule]:
+    entries = list(rules)
+    for iface, action in sorted(policies.items()):
+        if action == "drop":
+            entries.append(Rule(action="drop", iface=iface, id=policy_ids[iface]))
+    return entries
+
+
+def _summary(bits: int) -> int:
+    """One bit per non-zero 64-bit word of ``bits``."""
+    summary = 0
+    mv = memoryview(bits.to_bytes(fw.FW_WORDS * 8, "little")).cast("Q")
+    for w in range(fw.FW_WORDS):
+        if mv[w]:
+            summary |= 1 << w
+    return summary
+
+
+def _bitmap_bytes(bits: int, anchor: int) -> bytes:
+    n = fw.FW_SUMMARY_WORDS * 8
+    return (
+        _summary(bits).to_bytes(n, "little")
+        + _summary(anchor).to_bytes(n, "little")
+        + bits.to_bytes(fw.FW_WORDS * 8, "little")
+    )
+
+
+class _Bitmaps:
+    def __init__(self, gen: int) -> None:
+        self.base = gen * GEN_BITMAPS
+        self.ids: dict[tuple[int, int], int] = {}
+
+    def id(self, bits: int, anchored: int = 0) -> int:
+        """The id of ``bits``, the rules ``anchored`` on its field marked."""
+        key = (bits, bits & anchored)
+        found = self.ids.get(key)
+        if found is None:
+            found = self.base + len(self.ids)
+            if found >= self.base + GEN_BITMAPS - 1:
+                raise UsageError("the rules need too many distinct lookup entries: fewer distinct prefixes or ports")
+            self.ids[key] = found
+        return found
+
+
+def _anchors(entries: list[Rule]) -> dict[str, int]:
+    """Each rule anchored on one field it constrains, the most selective first:
+    source prefix, destination prefix, destination port, source port, else
+    interface x protocol (which also takes the rules that constrain nothing
+    but sets, or nothing at all). A rule that matches a frame is in the
+    looked-up bitmap of its anchor field, so the data plane visits only the
+    words some field's bitmap holds an anchored rule in: a frame that only
+    wildcards match skips the words of rules that name other addresses."""
+    out = dict.fromkeys(("ifproto", "src", "dst", "sport", "dport"), 0)
+    for pos, r in enumerate(entries):
+        if r.src and not r.src.startswith("@"):
+            field_ = "src"
+        elif r.dst and not r.dst.startswith("@"):
+            field_ = "dst"
+        elif r.dport:
+            field_ = "dport"
+        elif r.sport or r.icmp_type is not None:
+            field_ = "sport"
+        else:
+            field_ = "ifproto"
+        out[field_] |= 1 << pos
+    return out
+
+
+def _ifproto_stage(
+    entries: list[Rule], links: dict[str, int], gen: int, bm: _Bitmaps, anchors: int
+) -> tuple[list[tuple[bytes, int]], int]:
+    """Interface x protocol: a bitmap per (ifindex or any, protocol or any)
+    named by some rule; and what the rules name (FwGen.named)."""
+    wild_if = wild_p = 0
+    by_if: dict[int, int] = {}
+    by_p: dict[int, int] = {}
+    for pos, r in enumerate(entries):
+        bit = 1 << pos
+        if r.iface:
+            index = known_ifindex(r.iface, links)
+            by_if[index] = by_if.get(index, 0) | bit
+        else:
+            wild_if |= bit
+        if r.proto is not None:
+            by_p[r.proto] = by_p.get(r.proto, 0) | bit
+        else:
+            wild_p |= bit
+    out = []
+    for ifindex in [0, *by_if]:
+        for proto in [fw.FW_ANY_PROTO, *by_p]:
+            bits = (wild_if | by_if.get(ifindex, 0)) & (wild_p | by_p.get(proto, 0))
+            key = fw.FwIfprotoKey(gen=gen, ifindex=ifindex, proto=proto)
+            out.append((bytes(key), bm.id(bits, anchors)))
+    named = (fw.FW_NAMES_IFACE if by_if else 0) | (fw.FW_NAMES_PROTO if by_p else 0)
+    return out, named
+
+
+def _prefix_stage(
+    entries: list[Rule], attr: str, d: int, gen: int, bm: _Bitmaps, anchors: int
+) -> list[tuple[bytes, int]]:
+    """Source (d 0) or destination (d 1) prefixes: per prefix a trie entry
+    whose bitmap holds every rule whose prefix covers it, and the wildcards."""
+    wild = 0
+    nets: dict[int, dict[tuple[int, int], int]] = {4: {}, 6: {}}  # family -> (net int, len) -> bits
+    for pos, r in enumerate(entries):
+        value = getattr(r, attr)
+        if not value or value.startswith("@"):
+            wild |= 1 << pos
+            continue
+        net = ipaddress.ip_network(value)
+        k = (int(net.network_address), net.prefixlen)
+        nets[net.version][k] = nets[net.version].get(k, 0) | (1 << pos)
+    out = []
+    for fam, bits_of in nets.items():
+        width = 32 if fam == 4 else 128
+        bits_of.setdefault((0, 0), 0)
+        lens = sorted({plen for _, plen in bits_of})
+        for (addr, plen), _ in bits_of.items():
+            covered = wild
+            for ln in lens:
+                if ln > plen:
+                    break
+                mask = ((1 << ln) - 1) << (width - ln) if ln else 0
+                covered |= bits_of.get((addr & mask, ln), 0)
+            key = LPM_KEY.pack(32 + plen, bytes((gen, d, fam, 0)), addr.to_bytes(width // 8, "big").ljust(16, b"\0"))
+            out.append((key, bm.id(covered, anchors)))
+    return out
+
+
+def _port_stage(entries: list[Rule], attr: str, bm: _Bitmaps, anchors: int) -> list[int]:
+    """Source or destination ports: a bitmap id per port slot, from the
+    elementary intervals of every range (ICMP types in slots of their own)."""
+    wild = 0
+    starts: dict[int, int] = {}
+    for pos, r in enumerate(entries):
+        rng = getattr(r, attr)
+        if attr == "sport" and r.icmp_type is not None:  # the ICMP types' own slots
+            rng = (fw.FW_ICMP_SLOT + r.icmp_type,) * 2
+        if rng is None:
+            wild |= 1 << pos
+            continue
+        starts[rng[0]] = starts.get(rng[0], 0) ^ (1 << pos)
+        starts[rng[1] + 1] = starts.get(rng[1] + 1, 0) ^ (1 << pos)
+    ids = [0] * fw.FW_PORT_SLOTS
+    active = 0
+    points = sorted(set(starts) | {0, fw.FW_NOPORT, fw.FW_ICMP_SLOT, fw.FW_PORT_SLOTS})
+    for a, b in zip(points, points[1:], strict=False):
+        active ^= starts.get(a, 0)
+        ids[a:b] = [bm.id(wild | active, anchors)] * (b - a)
+    ids[fw.FW_NOPORT] = bm.id(wild, anchors)
+    return ids
+
+
+def _gen_stage(entries: list[Rule], set_slots: dict[str, int], bm: _Bitmaps, named: int) -> fw.FwGen:
+    """The generation's header: rule count, and the rules that need each
+    (set, direction) to match."""
+    refs: dict[tuple[int, int], int] = {}
+    for pos, r in enumerate(entries):
+        for d, value in ((0, r.src), (1, r.dst)):
+            if value and value.startswith("@"):
+                k = (set_slots[value[1:]], d)
+                refs[k] = refs.get(k, 0) | (1 << pos)
+    if len(refs) > fw.FW_MAX_REFS:
+        raise UsageError(f"rules reference {len(refs)} (set, direction) pairs, at most {fw.FW_MAX_REFS}")
+    has_block = int(any(r.block_after for r in entries))
+    g = fw.FwGen(nrules=len(entries), nrefs=len(refs), has_block=has_block, named=named)
+    for i, ((slot, d), bits) in enumerate(refs.items()):
+        g.ref_slot[i] = slot
+        g.ref_dir[i] = d
+        g.ref_need[i] = bm.id(bits)
+    return g
+
+
+def _encode(r: Rule, policy: bool, links: dict[str, int], set_slots: dict[str, int]) -> fw.FwRule:
+    e = fw.FwRule(id=r.id, action=ACTIONS[r.action], family=r.family)
+    e.flags = fw.FwRuleFlag.POLICY if policy else 0
+    if r.proto is not None:
+        e.flags |= fw.FwRuleFlag.PROTO
+        e.proto = r.proto
+    for attr, flag in (("src", fw.FwRuleFlag.SRC_SET), ("dst", fw.FwRuleFlag.DST_SET)):
+        value = getattr(r, attr)
+        if value and value.startswith("@"):
+            e.flags |= flag
+            setattr(e, f"{attr}_set", set_slots[value[1:]])
+            setattr(e, f"{attr}_len", 0xFF)
+        elif value:
+            net = ipaddress.ip_network(value)
+            getattr(e, attr)[: len(net.network_address.packed)] = list(net.network_address.packed)
+            setattr(e, f"{attr}_len", net.prefixlen)
+        else:
+            setattr(e, f"{attr}_len", 0xFF)
+    e.sport_lo, e.sport_hi = r.sport or (0, 65535)
+    e.dport_lo, e.dport_hi = r.dport or (0, 65535)
+    # a range, even 0-65535, matches only protocols with ports: say so
+    e.flags |= (fw.FwRuleFlag.SPORT if r.sport else 0) | (fw.FwRuleFlag.DPORT if r.dport else 0)
+    if r.icmp_type is not None:
+        e.flags |= fw.FwRuleFlag.ICMP_TYPE
+        e.sport_lo = e.sport_hi = r.icmp_type
+    e.ifindex = known_ifindex(r.iface, links) if r.iface else 0
+    if r.action == "limit":
+        e.pps, e.bps = r.pps, r.bps
+        e.burst_pkts = r.burst or r.pps
+        e.burst_bytes = r.burst_bytes or r.bps
+        if r.pps:
+            e.pkt_ns = 10**9 // r.pps
+            e.pkt_tau = e.burst_pkts * e.pkt_ns
+        if r.bps:
+            e.byte_tau = e.burst_bytes * 10**9 // r.bps
+        e.block_after = r.block_after
+        e.block_ns = int(r.block_seconds * 1e9)
+    return e
+
+
+def decode(r: fw.FwRule, names: dict[int, str], slots: dict[int, str]) -> Rule:
+    def addr(flag: fw.FwRuleFlag, raw: Any, plen: int, slot: int) -> str | None:
+        if r.flags & flag:
+            return f"@{slots.get(slot, f'slot{slot}')}"
+        return _net(r.family, raw, plen)
+
+    src = addr(fw.FwRuleFlag.SRC_SET, r.src, r.src_len, r.src_set)
+    dst = addr(fw.FwRuleFlag.DST_SET, r.dst, r.dst_len, r.dst_set)
+    sport = (r.sport_lo, r.sport_hi) if r.flags & fw.FwRuleFlag.SPORT else None
+    dport = (r.dport_lo, r.dport_hi) if r.flags & fw.FwRuleFlag.DPORT else None
+    icmp_type = r.sport_lo if r.flags & fw.FwRuleFlag.ICMP_TYPE else None
+    return Rule(
+        action={v: k for k, v in ACTIONS.items()}[fw.FwAction(r.action)],
+        src=src,
+        dst=dst,
+        proto=r.proto if r.flags & fw.FwRuleFlag.PROTO else None,
+        sport=sport,
+        dport=dport,
+        icmp_type=icmp_type,
+        iface=names.get(r.ifindex, f"ifindex:{r.ifindex}") if r.ifindex else None,
+        pps=r.pps,
+        bps=r.bps,
+        burst=r.burst_pkts,
+        burst_bytes=r.burst_bytes,
+        block_after=r.block_after,
+        block_seconds=r.block_ns / 1e9,
+        id=r.id,
+    )
+
+
+def _net(family: int, raw: Any, plen: int) -> str | None:
+    if plen == 0xFF:  # no prefix of this direction
+        return None
+    n = 4 if family == 4 else 16
+    return str(ipaddress.ip_network((bytes(raw[:n]), plen)))
+
+
+# -- the compiler: rules -> per-field bitmaps ----------------------------------

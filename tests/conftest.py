@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from xdprouter.lab import Lab
+from xdprouter.lab.traffic import Traffic
 from xdprouter.router import default_object_path
-from xdprouter.traffic import Traffic
 
 _counter = 0
 

@@ -20,7 +20,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from xdprouter.lab import Lab
-from xdprouter.traffic import Loop, Traffic, Vary
+from xdprouter.lab.traffic import Loop, Traffic, Vary
 
 FRAMES = 2_000_000
 

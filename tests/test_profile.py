@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from xdprouter import bench, profile
+from xdprouter.lab import bench, profile, rig
 
 REPORT = """\
 # Samples: 1K of event 'cpu-clock'
@@ -58,9 +58,9 @@ def test_parts_by_symbol(symbol: str, part: str) -> None:
 @pytest.mark.skipif(not profile.available(), reason="perf (linux-perf) not installed")
 def test_profiled_bench_shows_each_configurations_own_work() -> None:
     report = bench.run(frames=300_000, reps=1, table_routes=0, log=lambda s: None, profiled=True)
-    assert set(report.profiles) == set(bench.CASES_64B)
+    assert set(report.profiles) == set(rig.CASES_64B)
     for case, by in report.profiles.items():
-        assert set(by) == set(bench.CONFIGS), case
+        assert set(by) == set(rig.CONFIGS), case
         for config, p in by.items():
             assert sum(p.parts.values()) == pytest.approx(1.0, abs=0.01), (case, config)
         assert by["xdprouter"].parts["program under test"] > 0

@@ -262,7 +262,7 @@ def _stats(router: Router, args: argparse.Namespace) -> int:
 
 
 def _bench(router: Router, args: argparse.Namespace) -> int:
-    from .bench import main_bench
+    from .lab.bench import main_bench
 
     fw = (args.fw_rules, args.fw_prefixes) if args.firewall or args.firewall_only else None
     return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, fw, args.firewall_only, args.profile)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from xdprouter.traffic import Traffic
+from xdprouter.lab.traffic import Traffic
 
 _CHILD = """
 import ctypes, errno, struct, sys

@@ -25,8 +25,9 @@ from packets import H2_IP4, H2_IP6, ipv4, ipv6
 from xdprouter import system
 from xdprouter.dataplane.abi import Reason, Verdict
 from xdprouter.lab import netns
+from xdprouter.lab.feeds import Injector
+from xdprouter.lab.traffic import Traffic, Vary
 from xdprouter.router import Router
-from xdprouter.traffic import Injector, Traffic, Vary
 
 from .conftest import ECMP_GW_MAC, DataPlane
 

@@ -15,10 +15,10 @@ import time
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from xdprouter import fwbench
 from xdprouter.firewall import Firewall, Rule
-from xdprouter.lab import Lab, netns
-from xdprouter.traffic import Injector, Traffic, Vary
+from xdprouter.lab import Lab, fwbench, netns
+from xdprouter.lab.feeds import Injector
+from xdprouter.lab.traffic import Traffic, Vary
 
 
 def test_firewall_bench_runs_every_configuration() -> None:

@@ -13,8 +13,9 @@ from scapy.layers.l2 import Ether
 
 from xdprouter.firewall import Firewall, Rule
 from xdprouter.lab import Lab, netns
+from xdprouter.lab.feeds import Injector
+from xdprouter.lab.traffic import Traffic, Vary
 from xdprouter.router import Router
-from xdprouter.traffic import Injector, Traffic, Vary
 
 FRAMES = 400_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .lab import Lab
+from . import Lab
 
 MB = 1 << 20
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # part -> symbol patterns (re.fullmatch), first match wins
 PARTS: dict[str, tuple[str, ...]] = {

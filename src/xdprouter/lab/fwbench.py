@@ -38,15 +38,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
-from .dataplane.abi import GenCount
-from .firewall import Firewall, Rule
-from .lab import Lab, netns
-from .traffic import Flood, Vary
-
-if TYPE_CHECKING:
-    from .bench import Bench
+from ..dataplane.abi import GenCount
+from ..firewall import Firewall, Rule
+from . import Lab, netns
+from .feeds import Flood
+from .rig import Bench, default_cases
+from .traffic import Traffic, Vary
 
 FLOOD_SRC = "10.66.0.0/16"  # the blocked sources of the flood
 SET_NAME = "feed"
@@ -240,8 +238,6 @@ def run_firewall(
     log: Callable[[str], None] = lambda s: None,
 ) -> FirewallReport:
     """Both measurements on a prepared ``bench.Bench`` (routes in, the loop's hosts attached)."""
-    from .bench import default_cases
-
     notes = [
         f"drop: one rule `drop src {FLOOD_SRC}`; the flood's sources cycle through all of {FLOOD_SRC}; "
         "Mpps = the flood's rate over its timed window (the middle 80%) while the rule saw every frame; "
@@ -380,9 +376,6 @@ def run(
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> FirewallReport:
     """The firewall part alone, in a lab of its own (``xdprouter bench --firewall-only``)."""
-    from .bench import Bench
-    from .traffic import Traffic
-
     with Lab("xdprbench") as lab, Traffic() as traffic:
         bench = Bench(lab, traffic, frames, reps, log)
         try:

@@ -1,21 +1,16 @@
-"""Load sources for the lab: a closed loop, an injector, and a counting sink.
+"""Load sources for the lab: the closed loop, and the programs every source uses.
 
-Both sources are driven by real frames (bpf/traffic.bpf.c), never by
-BPF_PROG_RUN's live-frames mode, which some kernels refuse:
-
-* ``Loop``: XDP programs on both hosts of a lab send every frame of the loop
-  that arrives back into the router (``XDP_TX``), written afresh from that
-  host's template, until a shared budget is spent. A few hundred frames
-  injected once keep the router busy from both sides; the router is the only
-  thing between the hosts, so the rate is the router's plus a fixed cost per
-  frame at the hosts. Every frame the router forwards is counted once, on
-  arrival, and with fewer frames in flight than a veth ring holds no ring can
-  overflow: a frame that goes missing is a frame the router lost.
-* ``Injector``: one-way frames in receive batches of a chosen size. A UDP
-  GSO send into a veth pair inside the sending host arrives there as up to 64
-  segments in one NAPI poll; an XDP program writes each as the next frame of
-  the template's sequence and redirects it out of the host's interface, so
-  the router receives the batch in one poll too.
+Every source is driven by real frames (bpf/traffic.bpf.c), never by
+BPF_PROG_RUN's live-frames mode, which some kernels refuse. ``Loop``: XDP
+programs on both hosts of a lab send every frame of the loop that arrives
+back into the router (``XDP_TX``), written afresh from that host's
+template, until a shared budget is spent. A few hundred frames injected once
+keep the router busy from both sides; the router is the only thing between
+the hosts, so the rate is the router's plus a fixed cost per frame at the
+hosts. Every frame the router forwards is counted once, on arrival, and with
+fewer frames in flight than a veth ring holds no ring can overflow: a frame
+that goes missing is a frame the router lost. The one-way sources (the GSO
+injector, the flood generator) are in ``feeds.py``.
 """
 
 from __future__ import annotations
@@ -29,24 +24,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dataplane import abi, bpf
-from .dataplane.abi import GenCount, GenSlot, LoopStateSlot
-from .errors import UsageError
-from .lab import Host, Lab, netns
+from ..dataplane import abi, bpf
+from ..dataplane.abi import GenCount, GenSlot, LoopStateSlot
+from ..errors import UsageError
+from ..router import default_object_path as default_router_object
+from . import Lab, netns
 
 LOOP_DPORT = 9  # the loop's and the injector's UDP destination port (discard)
 RING_SIZE = 256  # a veth rx ring (VETH_RING_SIZE): the loop keeps fewer frames in flight
 IN_FLIGHT = 128  # frames in the loop: full receive batches on every hop, half a ring at most
-UDP_SEGMENT = 103  # linux/udp.h: the GSO segment size of a UDP send
-MAX_SEGMENTS = 64  # segments of one UDP GSO send: a veth NAPI poll's budget
-_CARRIER = 14 + 20 + 8  # Ethernet, IPv4 and UDP headers of the injector's carrier frames
-_INJ_NEAR, _INJ_FAR = "xinj0", "xinj1"  # the injector's veth pair, inside the sending host
-_FLOOD_NEAR, _FLOOD_FAR = "xfld0", "xfld1"  # the flood generator's veth pair, likewise
-_INJ_ADDR, _INJ_PEER = "198.18.255.253", "198.18.255.254"  # its carrier addresses (a /30 of 198.18.0.0/15)
 
 
 def default_object_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "build" / "traffic.bpf.o"
+    """Beside the router's object (build/, or where XDPROUTER_BPF_OBJECT points)."""
+    return default_router_object().parent / "traffic.bpf.o"
 
 
 @dataclass
@@ -255,11 +246,11 @@ def _raw_socket(ns: str, iface: str) -> socket.socket:
     return sock
 
 
-def _window(state: abi.LoopState) -> float:
+def window_seconds(state: abi.LoopState) -> float:
     return (state.t_end - state.t_start) / 1e9 if state.t_end > state.t_start else 0.0
 
 
-def _run_budget(
+def run_budget(
     t: Traffic, slot: LoopStateSlot, ns: str, iface: str, frame: bytes, in_flight: int, cpu: int, timeout: float
 ) -> tuple[abi.LoopState, float]:
     """Inject ``in_flight`` copies of ``frame`` out of ``iface`` from ``cpu``
@@ -331,7 +322,7 @@ class Loop:
         t.configure(GenSlot.SIDE_B, frame_b, vary_b)
         t.reset()
         _, window_frames = t.start_budget(LoopStateSlot.LOOP, total, in_flight)
-        state, seconds = _run_budget(
+        state, seconds = run_budget(
             t,
             LoopStateSlot.LOOP,
             self.lab.h1.ns,
@@ -342,151 +333,4 @@ class Loop:
             timeout or 10 + total / 20_000,
         )
         forwarded = t.counted(GenCount.SIDE_A).packets + t.counted(GenCount.SIDE_B).packets
-        return LoopResult(in_flight, forwarded, state.retired, window_frames, _window(state), seconds)
-
-
-class Injector:
-    """One-way frames out of ``host``'s interface, in receive batches of up to
-    64: a veth pair inside the host (created on entry, removed on exit), UDP
-    GSO sends into its near end, ``xdp_inject`` on its far end."""
-
-    def __init__(self, traffic: Traffic, lab: Lab, host: Host) -> None:
-        self.traffic = traffic
-        self.lab = lab
-        self.host = host
-        self._sock: socket.socket | None = None
-        self.ifindex = 0
-
-    def __enter__(self) -> Injector:
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _build(self) -> None:
-        ns, lab = self.host.ns, self.lab
-        lab.ip(ns, "link", "add", _INJ_NEAR, "type", "veth", "peer", "name", _INJ_FAR)
-        for iface in (_INJ_NEAR, _INJ_FAR):
-            lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
-            lab.ip(ns, "link", "set", iface, "up")
-        lab.ip(ns, "addr", "add", f"{_INJ_ADDR}/30", "dev", _INJ_NEAR)
-        lab.ip(ns, "neigh", "replace", _INJ_PEER, "lladdr", lab.mac(ns, _INJ_FAR), "dev", _INJ_NEAR, "nud", "permanent")
-        # segmented in software before the veth, so the segments reach the
-        # far end one by one, all within one transmit call
-        lab.run(ns, "ethtool", "-K", _INJ_NEAR, "tx-udp-segmentation", "off")
-        self.traffic.attach(ns, _INJ_FAR, self.traffic.inject)
-        with netns(ns):
-            self.ifindex = socket.if_nametoindex(self.host.iface)
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((_INJ_ADDR, 0))
-
-    def close(self) -> None:
-        if self._sock:
-            self._sock.close()
-            self._sock = None
-        if os.path.exists(f"/run/netns/{self.host.ns}"):
-            self.lab.ip(self.host.ns, "link", "del", _INJ_NEAR, check=False)
-
-    def send(
-        self, frame: bytes, count: int, vary: Vary = Vary(), *, batch: int = MAX_SEGMENTS, cpu: int = 0
-    ) -> SendResult:
-        """Send ``count`` frames of ``frame``'s sequence in batches of
-        ``batch`` (each one NAPI poll at the router). Returns when the last
-        batch is sent; the kernel may still be forwarding it."""
-        assert self._sock is not None
-        seg = len(frame) - _CARRIER
-        if seg < 1:
-            raise UsageError(f"frames must be longer than {_CARRIER} bytes")
-        batch = max(1, min(batch, MAX_SEGMENTS, 65507 // seg))
-        self.traffic.configure(GenSlot.INJECT, frame, vary, ifindex=self.ifindex)
-        self._sock.setsockopt(socket.SOL_UDP, UDP_SEGMENT, seg if batch > 1 else 0)
-        payload = bytes(seg * batch)
-        peer = (_INJ_PEER, LOOP_DPORT)
-        full, rest = divmod(count, batch)
-        with on_cpu(cpu):
-            start = time.perf_counter()
-            for _ in range(full):
-                self._sock.sendto(payload, peer)
-            if rest:
-                self._sock.sendto(payload[: seg * rest], peer)
-            return SendResult(count, time.perf_counter() - start)
-
-    def sent(self) -> int:
-        """Frames the injector has sent toward the router since the last reset."""
-        return self.traffic.counted(GenCount.INJECT).packets
-
-
-@dataclass
-class FloodResult:
-    """One flood: frames sent toward the router, and how fast."""
-
-    sent: int
-    window_frames: int  # sent within the timed window
-    window_seconds: float
-    lost: int  # generator frames that never retired
-
-    @property
-    def pps(self) -> float:
-        return self.window_frames / self.window_seconds if self.window_seconds > 0 else 0.0
-
-
-class Flood:
-    """One-way frames out of ``host``'s interface as fast as one core makes
-    them and the router takes them: a few frames go round a veth pair inside
-    the host (``xdp_flood`` and ``xdp_flood_back``), and each round a copy of
-    the next frame of the template's sequence leaves for the router (a devmap
-    broadcast: one page and one copy a frame). The pair is created on entry
-    and removed on exit."""
-
-    def __init__(self, traffic: Traffic, lab: Lab, host: Host) -> None:
-        self.traffic = traffic
-        self.lab = lab
-        self.host = host
-        self.ifindex = 0
-
-    def __enter__(self) -> Flood:
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _build(self) -> None:
-        ns, lab, t = self.host.ns, self.lab, self.traffic
-        lab.ip(ns, "link", "add", _FLOOD_NEAR, "type", "veth", "peer", "name", _FLOOD_FAR)
-        for iface in (_FLOOD_NEAR, _FLOOD_FAR):
-            lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
-            lab.ip(ns, "link", "set", iface, "up")
-        t.attach(ns, _FLOOD_NEAR, t.flood_back)
-        t.attach(ns, _FLOOD_FAR, t.flood)
-        with netns(ns):  # a devmap resolves an ifindex in the caller's namespace
-            self.ifindex = socket.if_nametoindex(self.host.iface)
-            t.flood_ports(socket.if_nametoindex(_FLOOD_FAR), self.ifindex)
-
-    def close(self) -> None:
-        if os.path.exists(f"/run/netns/{self.host.ns}"):
-            self.lab.ip(self.host.ns, "link", "del", _FLOOD_NEAR, check=False)
-
-    def run(self, frame: bytes, total: int, vary: Vary = Vary(), *, in_flight: int = 64, cpu: int = 0) -> FloodResult:
-        """Send ``total`` frames of ``frame``'s sequence; returns when the
-        generator's frames have all retired."""
-        if not 0 < in_flight < RING_SIZE or total < 4 * in_flight:
-            raise UsageError(f"a flood needs 1-{RING_SIZE - 1} frames in flight and at least 4 times as many in total")
-        t = self.traffic
-        t.configure(GenSlot.INJECT, frame, vary)
-        sent0 = t.counted(GenCount.INJECT).packets
-        _, window_frames = t.start_budget(LoopStateSlot.FLOOD, total + in_flight, in_flight)
-        state, _ = _run_budget(
-            t, LoopStateSlot.FLOOD, self.host.ns, _FLOOD_NEAR, frame, in_flight, cpu, 10 + total / 20_000
-        )
-        sent = t.counted(GenCount.INJECT).packets - sent0
-        return FloodResult(sent, window_frames, _window(state), in_flight - state.retired)
+        return LoopResult(in_flight, forwarded, state.retired, window_frames, window_seconds(state), seconds)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,10 +59,19 @@ def probe_object(router_object: Path) -> Path:
     return path
 
 
+_probes: dict[Path, bpf.Object] = {}  # loaded once a process: a load costs more than the copy
+_probe_lock = threading.Lock()  # one run and its result read at a time
+
+
 def probe(router_object: Path) -> abi.Fib6Probe:
     """The local table's serial number and whether it may be used, read by
-    running the probe program in the caller's namespace."""
-    with bpf.Object(str(probe_object(router_object))) as obj:
+    running the probe program in the caller's namespace (the namespace is
+    the caller's at run time, so one loaded probe serves every namespace)."""
+    path = probe_object(router_object)
+    with _probe_lock:
+        obj = _probes.get(path)
+        if obj is None:
+            obj = _probes[path] = bpf.Object(str(path))
         run = obj.program(abi.PROBE_PROG).test_run(bytes(64))
         found = obj.map(abi.PROBE_MAP).lookup_as(0, abi.Fib6Probe)
     if run.retval != abi.XdpAction.PASS or found is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,18 +273,25 @@ class Router:
         _require_root()
         (link,) = netlink.resolve([iface])
         with instance.attached() as inst:
-            config = inst.config(link.index)
-            slot = config.slot if config else abi.UNCONFIGURED_SLOT
-            for _ in range(5):
-                before = _slot_counters(inst, slot)
-                run = inst.prog.test_run(frame, ingress_ifindex=link.index, repeat=repeat)
-                after = _slot_counters(inst, slot)
-                moved = [r for r in abi.Reason if after[r].packets != before[r].packets]
-                if len(moved) == 1 and after[moved[0]].packets - before[moved[0]].packets == repeat:
-                    break
-        reason = moved[0] if len(moved) == 1 else None
-        action = _ACTIONS.get(run.retval, str(run.retval))
-        return TestRunResult(action, reason, run.data, run.duration_ns)
+            return _run_on(inst, frame, link.index, repeat)
+
+    @contextlib.contextmanager
+    def test_runner(self) -> Iterator[Callable[[bytes, str], TestRunResult]]:
+        """``test_run`` with the attached program and its maps held open for
+        the block, for callers that poll: each call is one BPF_PROG_RUN and a
+        few map reads, where ``test_run`` lists the interfaces and opens
+        everything first. Call it from the namespace it was opened in."""
+        _require_root()
+        with instance.attached() as inst:
+
+            def run(frame: bytes, iface: str) -> TestRunResult:
+                try:
+                    ifindex = socket.if_nametoindex(iface)
+                except OSError:
+                    raise UsageError(f"unknown interface {iface}") from None
+                return _run_on(inst, frame, ifindex, 1)
+
+            yield run
 
     def program_info(self) -> bpf.L.BpfProgInfo | None:
         with instance.maybe_attached() as inst:
@@ -316,6 +324,24 @@ class Router:
                 if name != "(unconfigured)" or any(c.packets for c in counters.reasons.values()):
                     out[name] = counters
             return out
+
+
+def _run_on(inst: Instance, frame: bytes, ifindex: int, repeat: int) -> TestRunResult:
+    """One BPF_PROG_RUN of the attached program on ``frame`` as arrived on
+    ``ifindex``, its reason read from the counters (repeated while other
+    traffic moves them too)."""
+    config = inst.config(ifindex)
+    slot = config.slot if config else abi.UNCONFIGURED_SLOT
+    for _ in range(5):
+        before = _slot_counters(inst, slot)
+        run = inst.prog.test_run(frame, ingress_ifindex=ifindex, repeat=repeat)
+        after = _slot_counters(inst, slot)
+        moved = [r for r in abi.Reason if after[r].packets != before[r].packets]
+        if len(moved) == 1 and after[moved[0]].packets - before[moved[0]].packets == repeat:
+            break
+    reason = moved[0] if len(moved) == 1 else None
+    action = _ACTIONS.get(run.retval, str(run.retval))
+    return TestRunResult(action, reason, run.data, run.duration_ns)
 
 
 def _slot_counters(inst: Instance, slot: int) -> dict[abi.Reason, abi.Counter]:

@@ -7,7 +7,7 @@ window, recorded in STALE_WINDOWS and printed at the end of the run."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from packets import Macs, ipv4, ipv6
@@ -39,9 +39,26 @@ def _macs(lab: Lab) -> Macs:
     )
 
 
-def _reason(lab: Lab, frame: bytes, iface: str = "veth1") -> Reason | None:
+Reasons = Callable[..., Reason | None]
+
+
+@pytest.fixture
+def reason(lab: Lab, running: DaemonProc) -> Iterator[Reasons]:
+    """The reason the attached program gives a frame, polled through one
+    open instance (a poll is one BPF_PROG_RUN, so the windows measured are
+    the daemon's, not the poll's)."""
     with netns(lab.router):
-        return Router().test_run(frame, iface).reason
+        runner = Router().test_runner()
+        run = runner.__enter__()
+    try:
+
+        def reason_of(frame: bytes, iface: str = "veth1") -> Reason | None:
+            with netns(lab.router):
+                return run(frame, iface).reason
+
+        yield reason_of
+    finally:
+        runner.__exit__(None, None, None)
 
 
 def _until(lab: Lab, what: str, check: Callable[[], bool]) -> float:
@@ -65,30 +82,30 @@ def running(lab: Lab, daemons: Callable[..., DaemonProc]) -> DaemonProc:
     return daemons(CONFIG)
 
 
-def test_address_added_and_removed(lab: Lab, running: DaemonProc) -> None:
+def test_address_added_and_removed(lab: Lab, running: DaemonProc, reason: Reasons) -> None:
     """The issue's repro: the router's own new address as a source is a
     martian Linux does not forward; removed again, it is forwarded."""
     frame = ipv4(_macs(lab), src="10.9.9.1")
-    assert _reason(lab, frame) is Reason.FORWARD
+    assert reason(frame) is Reason.FORWARD
     for _ in range(3):
         lab.ip(lab.router, "addr", "add", "10.9.9.1/32", "dev", "lo")
-        _until(lab, "address added", lambda: _reason(lab, frame) is Reason.MARTIAN_SRC)
+        _until(lab, "address added", lambda: reason(frame) is Reason.MARTIAN_SRC)
         lab.ip(lab.router, "addr", "del", "10.9.9.1/32", "dev", "lo")
-        _until(lab, "address removed", lambda: _reason(lab, frame) is Reason.FORWARD)
+        _until(lab, "address removed", lambda: reason(frame) is Reason.FORWARD)
 
 
-def test_mac_changed(lab: Lab, running: DaemonProc) -> None:
+def test_mac_changed(lab: Lab, running: DaemonProc, reason: Reasons) -> None:
     macs = _macs(lab)
     new = "02:00:00:00:13:01"
     to_new = ipv4(Macs(h1=macs.h1, r1=new, r2=macs.r2, h2=macs.h2))
     to_old = ipv4(macs)
-    assert _reason(lab, to_new) is Reason.NOT_OUR_MAC
+    assert reason(to_new) is Reason.NOT_OUR_MAC
     lab.ip(lab.router, "link", "set", "veth1", "address", new)
-    _until(lab, "MAC changed", lambda: _reason(lab, to_new) is Reason.FORWARD)
-    assert _reason(lab, to_old) is Reason.NOT_OUR_MAC
+    _until(lab, "MAC changed", lambda: reason(to_new) is Reason.FORWARD)
+    assert reason(to_old) is Reason.NOT_OUR_MAC
 
 
-def test_link_down_up(lab: Lab, running: DaemonProc) -> None:
+def test_link_down_up(lab: Lab, running: DaemonProc, reason: Reasons) -> None:
     """A link coming back renews the IPv6 local table's serial number
     (fib6_ifup): every IPv6 lookup is a full one until the copy is taken again."""
     # Linux removes IPv6 addresses from a link taken down unless told to keep them
@@ -104,25 +121,25 @@ def test_link_down_up(lab: Lab, running: DaemonProc) -> None:
         lab.ip(lab.router, "link", "set", "veth2", "up")
         _until(lab, "link down/up (IPv6 copy)", main_only)
     resolve_neighbours(lab)
-    assert _reason(lab, ipv6(_macs(lab))) is Reason.FORWARD
+    assert reason(ipv6(_macs(lab))) is Reason.FORWARD
 
 
-def test_rp_filter(lab: Lab, running: DaemonProc) -> None:
+def test_rp_filter(lab: Lab, running: DaemonProc, reason: Reasons) -> None:
     """Strict reverse-path filtering: a source whose route back leaves by
     veth2 arriving on veth1 is the kernel's (it drops it)."""
     frame = ipv4(_macs(lab), src="10.2.0.77")
-    assert _reason(lab, frame) is Reason.FORWARD
+    assert reason(frame) is Reason.FORWARD
     lab.sysctl(lab.router, "net.ipv4.conf.all.rp_filter", "1")
-    _until(lab, "rp_filter 0 -> 1", lambda: _reason(lab, frame) is Reason.UNVERIFIED_SOURCE)
+    _until(lab, "rp_filter 0 -> 1", lambda: reason(frame) is Reason.UNVERIFIED_SOURCE)
     lab.sysctl(lab.router, "net.ipv4.conf.all.rp_filter", "0")
-    _until(lab, "rp_filter 1 -> 0", lambda: _reason(lab, frame) is Reason.FORWARD)
+    _until(lab, "rp_filter 1 -> 0", lambda: reason(frame) is Reason.FORWARD)
 
 
-def test_ipv6_forwarding(lab: Lab, running: DaemonProc) -> None:
+def test_ipv6_forwarding(lab: Lab, running: DaemonProc, reason: Reasons) -> None:
     """all.forwarding off with the interfaces' own left on: bpf_fib_lookup
     reads the interface's, ip6_forward() the global one (the snapshot)."""
     frame = ipv6(_macs(lab))
-    assert _reason(lab, frame) is Reason.FORWARD
+    assert reason(frame) is Reason.FORWARD
     lab.run(
         lab.router,
         "sysctl",
@@ -131,10 +148,10 @@ def test_ipv6_forwarding(lab: Lab, running: DaemonProc) -> None:
         "net.ipv6.conf.veth1.forwarding=1",
         "net.ipv6.conf.veth2.forwarding=1",
     )
-    _until(lab, "IPv6 forwarding off", lambda: _reason(lab, frame) not in (Reason.FORWARD, None))
+    _until(lab, "IPv6 forwarding off", lambda: reason(frame) not in (Reason.FORWARD, None))
     lab.sysctl(lab.router, "net.ipv6.conf.all.forwarding", "1")
     resolve_neighbours(lab)
-    _until(lab, "IPv6 forwarding on", lambda: _reason(lab, frame) is Reason.FORWARD)
+    _until(lab, "IPv6 forwarding on", lambda: reason(frame) is Reason.FORWARD)
 
 
 def test_interface_appears_and_goes(lab: Lab, running: DaemonProc) -> None:

@@ -203,6 +203,10 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
+    "bpf_map_lookup_batch": (
+        c_int,
+        [c_int, c_void_p, c_void_p, c_void_p, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(BpfMapBatchOpts)],
+    ),
     "bpf_map_update_batch": (
         c_int,
         [c_int, c_void_p, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(BpfMapBatchOpts)],

@@ -61,7 +61,11 @@ class Instance:
     def configs(self) -> dict[int, abi.IfaceConfig]:
         """ifindex -> config of every attached interface (slot != 0)."""
         out = {}
-        for ifindex in (*range(abi.IFACE_ARRAY_SIZE), *self.maps[abi.MAP_IFACES_HI].keys()):
+        for ifindex, raw in enumerate(self.maps[abi.MAP_IFACES].values()):
+            config = abi.IfaceConfig.from_buffer_copy(raw)
+            if config.slot:
+                out[ifindex] = config
+        for ifindex in self.maps[abi.MAP_IFACES_HI].keys():
             if config := self.config(ifindex):
                 out[ifindex] = config
         return out

@@ -70,7 +70,8 @@ def test_oversize_df_gets_the_kernels_icmp_and_no_df_is_fragmented(jumbo_lab: La
     _, out = ping(lab, lab.h1.ns, lab.h2.ip4, "-M", "dont", "-s", "8000", count=2)
     assert received(out) == 2, out
     snap = stats(lab)["veth1"]["reasons"]
-    assert snap["frag_needed"]["packets"] >= 3  # type: ignore[index]
+    # the two DF frames (h1 then learns the path MTU and fragments the rest itself)
+    assert snap["frag_needed"]["packets"] >= 2  # type: ignore[index]
 
 
 def test_kernel_without_multibuffer_xdp(jumbo_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@
 
 #include "abi.h"
 #include "maps.h"
+#include "frame.h"
 #include "parsing.h"
 #include "rewrite.h"
 #include "firewall.h"
@@ -289,7 +290,7 @@ static __always_inline int forward(struct xdp_md *ctx,
 				   const struct bpf_fib_lookup *fib,
 				   __u32 l3_len, bool ipv4)
 {
-	__u32 frame_len = ctx->data_end - ctx->data;
+	__u32 frame_len = xdp_frame_len(ctx);
 	void *data, *data_end;
 	struct ethhdr *eth;
 
@@ -414,8 +415,9 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 		return REASON_IP_OPTIONS;
 	if (!ipv4_csum_ok(iph))
 		return REASON_BAD_CHECKSUM;
+	/* ip_rcv(): against the whole frame (every buffer of a jumbo one) */
 	tot_len = bpf_ntohs(iph->tot_len);
-	if (tot_len < sizeof(*iph) || (void *)iph + tot_len > c->end)
+	if (tot_len < sizeof(*iph) || ETH_HLEN + tot_len > xdp_frame_len(ctx))
 		return REASON_MALFORMED;
 	reason = ipv4_martian(iph->saddr, iph->daddr);
 	if (reason >= 0)
@@ -424,6 +426,8 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 		return REASON_FRAGMENT;
 	/* past tot_len is link-layer padding, not ICMP or ports */
 	l3_end = (void *)iph + tot_len;
+	if (l4_split(c, l3_end))
+		return REASON_HEADERS_SPLIT;
 	if (iph->protocol == IPPROTO_ICMP) {
 		__u8 *type = c->pos;
 
@@ -494,8 +498,10 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 	if (!ours)
 		return REASON_NOT_OUR_MAC;
 	plen = bpf_ntohs(ip6h->payload_len);
-	/* payload_len 0 is a jumbogram or an empty packet: the kernel's call */
-	if (!plen || c->pos + plen > c->end)
+	/* payload_len 0 is a jumbogram or an empty packet: the kernel's call;
+	 * ipv6_rcv() checks the rest against the whole frame
+	 */
+	if (!plen || ETH_HLEN + sizeof(*ip6h) + plen > xdp_frame_len(ctx))
 		return REASON_MALFORMED;
 	reason = ipv6_address_reason(ip6h);
 	if (reason >= 0)
@@ -504,6 +510,8 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 		return ip6h->nexthdr == IPPROTO_FRAGMENT ? REASON_FRAGMENT :
 							   REASON_IPV6_EXT_HEADER;
 	l3_end = c->pos + plen;	/* what follows is link-layer padding */
+	if (l4_split(c, l3_end))
+		return REASON_HEADERS_SPLIT;
 	if (ip6h->nexthdr == IPPROTO_ICMPV6) {
 		__u8 *type = c->pos;
 
@@ -607,11 +615,16 @@ static __always_inline const struct iface_config *iface_config(__u32 ifindex)
 	return cfg && cfg->slot ? cfg : NULL;
 }
 
+/* Multi-buffer XDP: frames of any MTU the driver allows, in several
+ * buffers. The control plane loads it with BPF_F_XDP_HAS_FRAGS (what
+ * SEC("xdp.frags") would ask of libbpf) where the kernel has multi-buffer
+ * XDP, single-buffer elsewhere: one program, the choice made at load.
+ */
 SEC("xdp")
 int xdp_router(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
-	__u64 bytes = ctx->data_end - ctx->data;
+	__u64 bytes = xdp_frame_len(ctx);
 	const struct iface_config *cfg;
 
 	cfg = iface_config(ifindex);

@@ -34,6 +34,7 @@
 
 #include "abi.h"
 #include "maps.h"
+#include "frame.h"
 #include "parsing.h"
 
 #define FW_NS_PER_SEC 1000000000ULL
@@ -542,7 +543,7 @@ static __always_inline int firewall_ipv4(struct xdp_md *ctx,
 	p.family = 4;
 	p.ifindex = ctx->ingress_ifindex;
 	p.proto = iph->protocol;
-	p.len = ctx->data_end - ctx->data;
+	p.len = xdp_frame_len(ctx);
 	__builtin_memcpy(p.src, &iph->saddr, 4);
 	__builtin_memcpy(p.dst, &iph->daddr, 4);
 	if (iph->frag_off & bpf_htons(IP_OFFSET)) {
@@ -566,7 +567,7 @@ static __always_inline int firewall_ipv6(struct xdp_md *ctx,
 	p.gen = fw_gen();
 	p.family = 6;
 	p.ifindex = ctx->ingress_ifindex;
-	p.len = ctx->data_end - ctx->data;
+	p.len = xdp_frame_len(ctx);
 	__builtin_memcpy(p.src, &ip6h->saddr, 16);
 	__builtin_memcpy(p.dst, &ip6h->daddr, 16);
 	/* a rule on ports must not be dodged with a destination options header */

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
 import tomllib
+from dataclasses import dataclass
+from typing import NoReturn
 
-from .dataplane import abi
+from .dataplane import abi, abi_fw
 from .errors import XdpRouterError
 from .firewall.rules import add_rule_arguments
 from .router import MODES, IfaceCounters, Router
@@ -32,8 +35,75 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input gets one line, as every other error of the command does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"xdprouter: error: {message} (see `{self.prog} --help`)\n")
+
+
+@dataclass(frozen=True)
+class Ranged:
+    """An argparse ``type=``: an int (or a finite float) from ``low`` to
+    ``high``; anything else is refused with the allowed range, which argparse
+    prefixes with the option's name. ``unit`` only decorates the message."""
+
+    kind: type[int] | type[float]
+    low: float
+    high: float
+    unit: str = ""
+
+    @property
+    def allowed(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        low, high = (str(int(x)) if float(x).is_integer() else f"{x:g}" for x in (self.low, self.high))
+        return f"{what} from {low} to {high}{' ' + self.unit if self.unit else ''}"
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.allowed}") from None
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {self.allowed}")
+        return value
+
+
+def ranged_int(low: int, high: int, unit: str = "") -> Ranged:
+    return Ranged(int, low, high, unit)
+
+
+def ranged_float(low: float, high: float, unit: str = "") -> Ranged:
+    return Ranged(float, low, high, unit)
+
+
+def port_range(text: str) -> str:
+    """An argparse ``type=`` for ``--sport``/``--dport``: a port or LOW-HIGH,
+    each 0-65535 (the firewall parses the text itself, as from a file)."""
+    lo, sep, hi = text.partition("-")
+    if not all(part.isascii() and part.isdigit() for part in ([lo, hi] if sep else [lo])):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535) or a range LOW-HIGH")
+    if max(int(lo), int(hi or lo)) > 65535 or int(lo) > int(hi or lo):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: ports from 0 to 65535, LOW not above HIGH")
+    return text
+
+
+U32 = (1 << 32) - 1
+SECONDS = ranged_float(0.1, 86400, "seconds")  # --watch, reload --timeout
+_RULE_TYPES: dict[str, object] = {
+    "sport": port_range,
+    "dport": port_range,
+    "pps": ranged_int(1, 1_000_000_000),
+    "bps": ranged_int(1, U32),
+    "burst": ranged_int(1, U32),
+    "burst_bytes": ranged_int(1, U32),
+    "block_after": ranged_int(1, U32),
+    "block_seconds": ranged_float(0.001, 1e9, "seconds"),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="xdprouter",
         description="An XDP fast path for Linux forwarding: the kernel's routes, faster.",
         epilog=EXAMPLES,
@@ -57,21 +127,38 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="counters per interface, verdict and reason")
     st.add_argument("--json", action="store_true")
-    st.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS, with rates")
+    st.add_argument("--watch", type=SECONDS, metavar="SECONDS", help="repeat every SECONDS, with rates")
 
     b = sub.add_parser("bench", help="forwarding rate vs Linux in a lab of namespaces (takes a minute or two)")
     b.add_argument("--json", action="store_true")
     b.add_argument("--plot", metavar="PNG", help="write a bar chart")
-    b.add_argument("--frames", type=int, default=1_000_000, help="frames per measurement (64-byte cases)")
-    b.add_argument("--reps", type=int, default=3, help="measurements per case and configuration")
-    b.add_argument("--routes", type=int, default=800_000, help="routes in the full-table case (0: skip it)")
+    b.add_argument(
+        "--frames",
+        type=ranged_int(1000, 1_000_000_000),
+        default=1_000_000,
+        help="frames per measurement (64-byte cases)",
+    )
+    b.add_argument("--reps", type=ranged_int(1, 100), default=3, help="measurements per case and configuration")
+    b.add_argument(
+        "--routes", type=ranged_int(0, 2_000_000), default=800_000, help="routes in the full-table case (0: skip it)"
+    )
     b.add_argument(
         "--firewall", action="store_true", help="also the firewall: drop rate vs nftables, forwarding with rules"
     )
     b.add_argument("--firewall-only", action="store_true", help="only the firewall part")
     b.add_argument("--profile", action="store_true", help="also where CPU time goes in the 64-byte cases (perf)")
-    b.add_argument("--fw-rules", type=int, default=10_000, help="rules in the firewall forwarding case")
-    b.add_argument("--fw-prefixes", type=int, default=1_000_000, help="prefixes in its set (0: no set)")
+    b.add_argument(
+        "--fw-rules",
+        type=ranged_int(0, abi_fw.FW_MAX_RULES - 1),
+        default=10_000,
+        help="rules in the firewall forwarding case",
+    )
+    b.add_argument(
+        "--fw-prefixes",
+        type=ranged_int(0, abi_fw.FW_MAX_SET_PREFIXES),
+        default=1_000_000,
+        help="prefixes in its set (0: no set)",
+    )
     _firewall_parser(sub)
     _daemon_parser(sub)
     return p
@@ -82,7 +169,7 @@ def _daemon_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     dm.add_argument("--config", required=True, metavar="FILE", help="TOML configuration (docs/daemon.md)")
     dm.add_argument("--verbose", action="store_true", help="also log every snapshot renewal")
     rl = sub.add_parser("reload", help="make the daemon of this namespace reread its configuration")
-    rl.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    rl.add_argument("--timeout", type=SECONDS, default=30.0, metavar="SECONDS")
     cf = sub.add_parser("config", help="daemon configuration files")
     csub = cf.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     ck = csub.add_parser("check", help="check a file in full (interfaces against this namespace), change nothing")
@@ -94,9 +181,11 @@ def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     fsub = fw.add_subparsers(dest="fw_command", required=True, metavar="ACTION")
     a = fsub.add_parser("add", help="add a rule (at the end, or at --position)")
     add_rule_arguments(a)
-    a.add_argument("--position", type=int, help="insert at this position (0: first)")
+    for action in a._actions:  # the rule's fields, declared in firewall/rules.py: their ranges
+        action.type = _RULE_TYPES.get(action.dest, action.type)
+    a.add_argument("--position", type=ranged_int(0, abi_fw.FW_MAX_RULES - 1), help="insert at this position (0: first)")
     d = fsub.add_parser("delete", help="delete rules by id")
-    d.add_argument("ids", nargs="+", type=int, metavar="ID")
+    d.add_argument("ids", nargs="+", type=ranged_int(1, abi_fw.FW_MAX_IDS - 1), metavar="ID")
     fsub.add_parser("flush", help="delete every rule and policy")
     ls = fsub.add_parser("list", help="rules in order, with packet and byte counters")
     ls.add_argument("--json", action="store_true")

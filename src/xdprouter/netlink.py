@@ -18,6 +18,7 @@ class Link:
     name: str
     mac: str
     kind: str = ""  # "veth", "vlan", ... ("" for a physical device)
+    mtu: int = 0
 
 
 def links() -> list[Link]:
@@ -29,6 +30,7 @@ def links() -> list[Link]:
                 msg.get_attr("IFLA_IFNAME"),
                 msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00",
                 _kind(msg),
+                msg.get_attr("IFLA_MTU") or 0,
             )
             for msg in ipr.get_links()
         ]

@@ -195,12 +195,14 @@ class Router:
                 try:
                     bpf.xdp_attach(link.index, inst.prog.fd, candidate, old_prog_fd=old_fd)
                 except BpfError as e:
-                    if mode == "auto" and candidate == "native" and e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-                        report.warnings.append(f"{link.name}: native XDP not supported ({e}), using generic mode")
-                        continue
                     if e.errno == errno.EPERM:
                         raise UsageError(f"attaching to {link.name}: operation not permitted (needs root)") from e
-                    raise UsageError(f"attaching to {link.name} in {candidate} mode: {os.strerror(e.errno)}") from e
+                    why, todo = _refusal(link, e, bpf.xdp_frags_supported())
+                    if mode == "auto" and candidate == "native":
+                        report.warnings.append(f"{link.name}: native mode refused: {why}; using generic mode")
+                        continue
+                    todo = f": {todo}" if candidate == "native" else ""
+                    raise UsageError(f"attaching to {link.name} in {candidate} mode: {why}{todo}") from e
                 return candidate
         raise UsageError(f"attaching to {link.name}: no mode worked")
 
@@ -382,6 +384,22 @@ def _free_slot(configs: dict[int, abi.IfaceConfig]) -> int:
 
 def _route_hint(config: abi.IfaceConfig | None) -> bool:
     return config is not None and bool(config.flags & abi.IfaceFlag.ROUTE_HINT)
+
+
+def _refusal(link: netlink.Link, e: BpfError, frags: bool) -> tuple[str, str]:
+    """Why the kernel refused an attach, and what to do, in words an
+    operator can act on: its errno and the driver's own message if it gave
+    one; for a refusal over the MTU (ERANGE: veth, mlx5, virtio...) that the
+    MTU is the cause."""
+    why = os.strerror(e.errno) + (f" ({e.meaning})" if e.meaning else "")
+    todo = "use --mode generic"
+    if e.errno == errno.ERANGE or "mtu" in e.meaning.lower():
+        kind = "multi-buffer XDP" if frags else "XDP on this kernel, which has no multi-buffer XDP"
+        why += f": MTU {link.mtu} of {link.name} or its peer is more than the driver takes for {kind}"
+        todo = f"lower the MTU (ip link set dev {link.name} mtu 1500) or use --mode generic"
+    elif e.errno == errno.EOPNOTSUPP:
+        why += f": the driver of {link.name} has no native XDP"
+    return why, todo
 
 
 def _require_root() -> None:

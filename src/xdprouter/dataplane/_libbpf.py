@@ -175,6 +175,24 @@ BPF_MAP_TYPE_LPM_TRIE = 11
 PER_CPU_MAP_TYPES = (BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH)
 BPF_F_NO_PREALLOC = 1 << 0
 
+BPF_PROG_TYPE_XDP = 6
+BPF_F_XDP_HAS_FRAGS = 1 << 5  # a multi-buffer XDP program (Linux 5.18)
+
+
+class BpfProgLoadOpts(ctypes.Structure):
+    """``struct bpf_prog_load_opts``, up to the fields used (libbpf takes a shorter sz)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("attempts", c_int),
+        ("expected_attach_type", c_int),
+        ("prog_btf_fd", c_u32),
+        ("prog_flags", c_u32),
+        ("prog_ifindex", c_u32),
+        ("kern_version", c_u32),
+    ]
+
+
 LIBBPF_PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
 
 
@@ -192,6 +210,10 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "bpf_object__find_program_by_name": (c_void_p, [c_void_p, c_char_p]),
     "bpf_object__find_map_by_name": (c_void_p, [c_void_p, c_char_p]),
     "bpf_program__fd": (c_int, [c_void_p]),
+    "bpf_object__next_program": (c_void_p, [c_void_p, c_void_p]),
+    "bpf_program__flags": (c_u32, [c_void_p]),
+    "bpf_program__set_flags": (c_int, [c_void_p, c_u32]),
+    "bpf_prog_load": (c_int, [c_int, c_char_p, c_char_p, c_void_p, ctypes.c_size_t, ctypes.POINTER(BpfProgLoadOpts)]),
     "bpf_map__fd": (c_int, [c_void_p]),
     "bpf_xdp_attach": (c_int, [c_int, c_int, c_u32, ctypes.POINTER(BpfXdpAttachOpts)]),
     "bpf_xdp_detach": (c_int, [c_int, c_u32, ctypes.POINTER(BpfXdpAttachOpts)]),

@@ -72,6 +72,9 @@ class Reason(enum.IntEnum):
     # chain longer than it walks or cut short, or more matching limit rules
     # than its step budget): it fails closed
     FW_UNPARSED = 33
+    # a multi-buffer (jumbo) frame whose layer-4 header is not all in its
+    # first buffer, where the program reads headers: the kernel's
+    HEADERS_SPLIT = 34
 
     @property
     def verdict(self) -> Verdict:

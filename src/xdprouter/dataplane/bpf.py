@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -327,12 +328,20 @@ def create_lpm_trie(name: str, key_size: int, value_size: int, max_entries: int)
 class Object:
     """A BPF object file opened and loaded by libbpf (bpf_object__*)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, frags: bool = False) -> None:
+        """``frags``: load every program as multi-buffer XDP
+        (BPF_F_XDP_HAS_FRAGS, what ``SEC("xdp.frags")`` asks of libbpf,
+        decided here at load so a kernel without it gets the same program
+        single-buffer)."""
         _log.clear()
         obj = L.lib.bpf_object__open_file(path.encode(), None)
         if not obj or L.lib.libbpf_get_error(obj):
             raise BpfError(f"opening {path}", ctypes.get_errno() or errno.ENOENT)
         self._obj: int | None = obj
+        prog = L.lib.bpf_object__next_program(obj, None)
+        while frags and prog:
+            L.lib.bpf_program__set_flags(prog, L.lib.bpf_program__flags(prog) | L.BPF_F_XDP_HAS_FRAGS)
+            prog = L.lib.bpf_object__next_program(obj, prog)
         rc = L.lib.bpf_object__load(obj)
         if rc < 0:
             log = "".join(_log)
@@ -389,6 +398,25 @@ def xdp_query(ifindex: int) -> XdpState:
     return XdpState(prog_id, mode)
 
 
+_EXTACK = "Kernel error message:"
+
+
+@functools.cache
+def xdp_frags_supported() -> bool:
+    """Does this kernel load multi-buffer XDP programs (BPF_F_XDP_HAS_FRAGS,
+    Linux 5.18)? Asked by loading a two-instruction XDP_PASS program with the
+    flag. ``XDPR_SINGLE_BUFFER=1`` answers no, to try the fallback."""
+    if os.environ.get("XDPR_SINGLE_BUFFER") == "1":
+        return False
+    insns = bytes.fromhex("b7000000020000009500000000000000")  # r0 = XDP_PASS; exit
+    opts = L.BpfProgLoadOpts(sz=ctypes.sizeof(L.BpfProgLoadOpts), prog_flags=L.BPF_F_XDP_HAS_FRAGS)
+    fd = L.lib.bpf_prog_load(L.BPF_PROG_TYPE_XDP, b"xdpr_frags", b"GPL", insns, 2, ctypes.byref(opts))
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
 def xdp_attach(ifindex: int, prog_fd: int, mode: str, *, old_prog_fd: int | None = None) -> None:
     """Attach in ``mode``; with ``old_prog_fd``, replace only that program."""
     flags = MODE_FLAGS[mode]
@@ -398,7 +426,13 @@ def xdp_attach(ifindex: int, prog_fd: int, mode: str, *, old_prog_fd: int | None
     else:
         flags |= L.XDP_FLAGS_REPLACE
         opts.old_prog_fd = old_prog_fd
-    _check(L.lib.bpf_xdp_attach(ifindex, prog_fd, flags, ctypes.byref(opts)), f"attaching XDP ({mode})")
+    first = len(_log)
+    rc = L.lib.bpf_xdp_attach(ifindex, prog_fd, flags, ctypes.byref(opts))
+    if rc < 0:
+        # the driver's reason, when it gave one (netlink extended ack, which libbpf prints)
+        said = [m.split(_EXTACK, 1)[1].strip() for m in _log[first:] if _EXTACK in m]
+        del _log[first:]
+        raise BpfError(f"attaching XDP ({mode})", -rc if rc != -1 else ctypes.get_errno(), meaning="; ".join(said))
 
 
 def xdp_detach(ifindex: int, mode: str) -> None:

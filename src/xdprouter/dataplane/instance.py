@@ -135,7 +135,7 @@ def load(object_path: Path, links: list[netlink.Link]) -> Instance:
     """A new instance from the object file, not attached anywhere yet."""
     if not object_path.exists():
         raise UsageError(f"BPF object {object_path} not found: run `make bpf` first")
-    obj = bpf.Object(str(object_path))
+    obj = bpf.Object(str(object_path), frags=bpf.xdp_frags_supported())
     maps = {name: obj.map(name) for name in abi.ROUTER_MAPS}
     return Instance(obj.program(abi.PROG_NAME), maps, links, obj)
 

@@ -265,7 +265,8 @@ class Bench:
 
     def _attach_reference(self) -> None:
         path = default_object_path().parent / "reference.bpf.o"
-        self._reference = bpf.Object(str(path))
+        # multi-buffer like the router: xdp_gen_chain tail-calls either
+        self._reference = bpf.Object(str(path), frags=bpf.xdp_frags_supported())
         prog = self._reference.program("xdp_reference")
         ports = self._reference.map("ref_tx_ports")
         with netns(self.lab.router):

@@ -99,7 +99,9 @@ class Traffic:
         path = Path(object_path) if object_path else default_object_path()
         if not path.exists():
             raise UsageError(f"BPF object {path} not found: run `make bpf` first")
-        self._obj = bpf.Object(str(path))
+        # multi-buffer like the router wherever it is (xdp_gen_chain tail-calls
+        # it; the kernel refuses a prog array mixing the two kinds)
+        self._obj = bpf.Object(str(path), frags=bpf.xdp_frags_supported())
         self.loop_a = self._obj.program("xdp_loop_a")
         self.loop_b = self._obj.program("xdp_loop_b")
         self.inject = self._obj.program("xdp_inject")

@@ -13,6 +13,7 @@ forwarded in XDP. No timing is asserted: speed is the benchmark's business
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -47,3 +48,43 @@ def test_millions_of_frames_all_arrive_forwarded_in_xdp(loaded_lab: tuple[Lab, T
     assert forwarded == FRAMES, f"{FRAMES - forwarded} frames that arrived were not forwarded in XDP"
     assert lab.ring_drops() == drops_before
     assert run.pps > 0
+
+
+JUMBO_MTU = 9000
+JUMBO_FRAMES = 200_000
+
+
+@pytest.fixture
+def jumbo_lab(lab: Lab) -> Iterator[tuple[Lab, Traffic]]:
+    """The lab at MTU 9,000 everywhere, xdprouter attached natively (multi-buffer frames)."""
+    for ns, iface in ((lab.router, "veth1"), (lab.router, "veth2"), (lab.h1.ns, "eth0"), (lab.h2.ns, "eth0")):
+        lab.ip(ns, "link", "set", "dev", iface, "mtu", str(JUMBO_MTU))
+    lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
+    try:
+        for flag, addr in (("-4", lab.h2.ip4), ("-6", lab.h2.ip6)):
+            lab.run(lab.h1.ns, "ping", flag, "-c", "1", "-W", "2", addr)
+        with Traffic() as traffic:
+            yield lab, traffic
+    finally:
+        lab.xdprouter("detach", "--all", check=False)
+
+
+def test_jumbo_frames_at_full_speed_all_arrive_forwarded_in_xdp(jumbo_lab: tuple[Lab, Traffic]) -> None:
+    """The same at 9,014-byte frames (the MTU's worth of IPv4): more than a
+    page each, so every hop handles multi-buffer frames."""
+    lab, traffic = jumbo_lab
+    frames = []
+    for src, dst, rif in ((lab.h1, lab.h2, "veth1"), (lab.h2, lab.h1, "veth2")):
+        eth = Ether(dst=lab.mac(lab.router, rif), src=lab.mac(src.ns, src.iface))
+        frame = eth / IP(src=src.ip4, dst=dst.ip4) / UDP(sport=10000, dport=9)
+        frames.append(bytes(frame / (b"\x00" * (14 + JUMBO_MTU - len(frame)))))
+    assert len(frames[0]) == 14 + JUMBO_MTU
+    before = _forwarded(lab)
+    with Loop(traffic, lab) as loop:
+        run = loop.run(*frames, JUMBO_FRAMES, vary_a=Vary(flows=256), vary_b=Vary(flows=256))
+    forwarded = _forwarded(lab) - before
+    assert run.retired == run.in_flight, f"{run.lost} of {run.in_flight} frames in flight lost"
+    assert run.forwarded == JUMBO_FRAMES, f"{JUMBO_FRAMES - run.forwarded} frames never arrived"
+    assert forwarded == JUMBO_FRAMES, f"{JUMBO_FRAMES - forwarded} frames that arrived were not forwarded in XDP"
+    stats = json.loads(lab.xdprouter("stats", "--json").stdout)
+    assert stats["veth1"]["bytes"]["forwarded"] == stats["veth1"]["forwarded"] * (14 + JUMBO_MTU)  # whole frames

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import Self
 
 from ..dataplane.abi import GenCount, GenSlot, LoopStateSlot
 from ..errors import UsageError
@@ -30,20 +31,26 @@ _FLOOD_NEAR, _FLOOD_FAR = "xfld0", "xfld1"  # the flood generator's veth pair, l
 _INJ_ADDR, _INJ_PEER = "198.18.255.253", "198.18.255.254"  # its carrier addresses (a /30 of 198.18.0.0/15)
 
 
-class Injector:
-    """One-way frames out of ``host``'s interface, in receive batches of up to
-    64: a veth pair inside the host (created on entry, removed on exit), UDP
-    GSO sends into its near end, ``xdp_inject`` on its far end."""
+class _HostPair:
+    """A source built on a veth pair (``near``, ``far``) inside ``host``:
+    created on entry (then ``_build``), removed on exit even when the
+    build failed."""
+
+    near = far = ""
 
     def __init__(self, traffic: Traffic, lab: Lab, host: Host) -> None:
         self.traffic = traffic
         self.lab = lab
         self.host = host
-        self._sock: socket.socket | None = None
-        self.ifindex = 0
+        self.ifindex = 0  # the host's interface, where the frames leave
 
-    def __enter__(self) -> Injector:
+    def __enter__(self) -> Self:
         try:
+            ns = self.host.ns
+            self.lab.ip(ns, "link", "add", self.near, "type", "veth", "peer", "name", self.far)
+            for iface in (self.near, self.far):
+                self.lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
+                self.lab.ip(ns, "link", "set", iface, "up")
             self._build()
         except BaseException:
             self.close()
@@ -54,11 +61,25 @@ class Injector:
         self.close()
 
     def _build(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if os.path.exists(f"/run/netns/{self.host.ns}"):
+            self.lab.ip(self.host.ns, "link", "del", self.near, check=False)
+
+
+class Injector(_HostPair):
+    """One-way frames out of ``host``'s interface, in receive batches of up to
+    64: UDP GSO sends into the pair's near end, ``xdp_inject`` on its far end."""
+
+    near, far = _INJ_NEAR, _INJ_FAR
+
+    def __init__(self, traffic: Traffic, lab: Lab, host: Host) -> None:
+        super().__init__(traffic, lab, host)
+        self._sock: socket.socket | None = None
+
+    def _build(self) -> None:
         ns, lab = self.host.ns, self.lab
-        lab.ip(ns, "link", "add", _INJ_NEAR, "type", "veth", "peer", "name", _INJ_FAR)
-        for iface in (_INJ_NEAR, _INJ_FAR):
-            lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
-            lab.ip(ns, "link", "set", iface, "up")
         lab.ip(ns, "addr", "add", f"{_INJ_ADDR}/30", "dev", _INJ_NEAR)
         lab.ip(ns, "neigh", "replace", _INJ_PEER, "lladdr", lab.mac(ns, _INJ_FAR), "dev", _INJ_NEAR, "nud", "permanent")
         # segmented in software before the veth, so the segments reach the
@@ -74,8 +95,7 @@ class Injector:
         if self._sock:
             self._sock.close()
             self._sock = None
-        if os.path.exists(f"/run/netns/{self.host.ns}"):
-            self.lab.ip(self.host.ns, "link", "del", _INJ_NEAR, check=False)
+        super().close()
 
     def send(
         self, frame: bytes, count: int, vary: Vary | None = None, *, batch: int = MAX_SEGMENTS, cpu: int = 0
@@ -120,7 +140,7 @@ class FloodResult:
         return self.window_frames / self.window_seconds if self.window_seconds > 0 else 0.0
 
 
-class Flood:
+class Flood(_HostPair):
     """One-way frames out of ``host``'s interface as fast as one core makes
     them and the router takes them: a few frames go round a veth pair inside
     the host (``xdp_flood`` and ``xdp_flood_back``), and each round a copy of
@@ -128,38 +148,15 @@ class Flood:
     broadcast: one page and one copy a frame). The pair is created on entry
     and removed on exit."""
 
-    def __init__(self, traffic: Traffic, lab: Lab, host: Host) -> None:
-        self.traffic = traffic
-        self.lab = lab
-        self.host = host
-        self.ifindex = 0
-
-    def __enter__(self) -> Flood:
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    near, far = _FLOOD_NEAR, _FLOOD_FAR
 
     def _build(self) -> None:
-        ns, lab, t = self.host.ns, self.lab, self.traffic
-        lab.ip(ns, "link", "add", _FLOOD_NEAR, "type", "veth", "peer", "name", _FLOOD_FAR)
-        for iface in (_FLOOD_NEAR, _FLOOD_FAR):
-            lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
-            lab.ip(ns, "link", "set", iface, "up")
+        ns, t = self.host.ns, self.traffic
         t.attach(ns, _FLOOD_NEAR, t.flood_back)
         t.attach(ns, _FLOOD_FAR, t.flood)
         with netns(ns):  # a devmap resolves an ifindex in the caller's namespace
             self.ifindex = socket.if_nametoindex(self.host.iface)
             t.flood_ports(socket.if_nametoindex(_FLOOD_FAR), self.ifindex)
-
-    def close(self) -> None:
-        if os.path.exists(f"/run/netns/{self.host.ns}"):
-            self.lab.ip(self.host.ns, "link", "del", _FLOOD_NEAR, check=False)
 
     def run(
         self, frame: bytes, total: int, vary: Vary | None = None, *, in_flight: int = 64, cpu: int = 0

@@ -8,7 +8,6 @@ when what ran inside failed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import socket
@@ -19,21 +18,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from ..dataplane.syscalls import setns_net
 
 
 @contextlib.contextmanager
 def netns(name: str) -> Iterator[None]:
     """Run the body of the block inside network namespace ``name``."""
     with open("/proc/self/ns/net") as home, open(f"/run/netns/{name}") as target:
-        if _libc.setns(target.fileno(), CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {name}")
+        setns_net(target.fileno(), name)
         try:
             yield
         finally:
-            if _libc.setns(home.fileno(), CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home")
+            setns_net(home.fileno(), "home")
 
 
 def sh(

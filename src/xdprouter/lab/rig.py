@@ -11,7 +11,6 @@ reports on it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import socket
 import statistics
@@ -271,9 +270,9 @@ class Bench:
         ports = self._reference.map("ref_tx_ports")
         with netns(self.lab.router):
             for name in self.lab.router_ifaces:
-                key = ctypes.c_uint32(socket.if_nametoindex(name))
-                ports.update(key, key)
-                bpf.xdp_attach(key.value, prog.fd, "native")
+                ifindex = socket.if_nametoindex(name)
+                ports.update(ifindex, ifindex)
+                bpf.xdp_attach(ifindex, prog.fd, "native")
 
     def _detach_reference(self) -> None:
         with netns(self.lab.router):

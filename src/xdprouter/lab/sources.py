@@ -10,14 +10,13 @@ is the ``wire`` configuration of ``xdprouter bench``.
 
 from __future__ import annotations
 
-import ctypes
 import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
-from ..dataplane._libbpf import libc
+from ..dataplane.syscalls import Copies
 from . import Lab, netns
 from .feeds import Flood, Injector
 from .traffic import Traffic, Vary, on_cpu
@@ -25,26 +24,6 @@ from .traffic import Traffic, Vary, on_cpu
 SOL_PACKET = 263
 PACKET_QDISC_BYPASS = 20
 BATCH = 64
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [
-        ("name", ctypes.c_void_p),
-        ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.POINTER(_Iovec)),
-        ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p),
-        ("controllen", ctypes.c_size_t),
-        ("flags", ctypes.c_int),
-    ]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
 
 
 def _median_mpps(frames: int, send: Callable[[], object]) -> float:
@@ -75,11 +54,7 @@ def measure(frames: int = 300_000) -> dict[str, float]:
         frame = bytes(eth / IP(src=lab.h1.ip4, dst=lab.h2.ip4) / UDP(sport=10000, dport=9) / (b"\0" * 18))
         traffic.attach(lab.router, lab.router_ifaces[0], traffic.drop)
         plain, bypass = _packet_socket(lab, False), _packet_socket(lab, True)
-        buf = ctypes.create_string_buffer(frame, len(frame))
-        iovs = (_Iovec * BATCH)(*[_Iovec(ctypes.addressof(buf), len(frame)) for _ in range(BATCH)])
-        msgs = (_Mmsghdr * BATCH)(
-            *[_Mmsghdr(_Msghdr(None, 0, ctypes.pointer(iovs[i]), 1, None, 0, 0), 0) for i in range(BATCH)]
-        )
+        copies = Copies(frame, BATCH)
 
         def send_each() -> None:
             for _ in range(frames):
@@ -88,10 +63,7 @@ def measure(frames: int = 300_000) -> dict[str, float]:
         def send_mmsg() -> None:
             left = frames
             while left:
-                n = libc.sendmmsg(bypass.fileno(), msgs, min(BATCH, left), 0)
-                if n <= 0:
-                    raise OSError(ctypes.get_errno(), "sendmmsg")
-                left -= n
+                left -= copies.send(bypass.fileno(), left)
 
         try:
             with on_cpu(0):

@@ -16,7 +16,6 @@ injector, the flood generator) are in ``feeds.py``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import socket
 import time
@@ -147,13 +146,13 @@ class Traffic:
             dport=int.from_bytes(frame[udp + 2 : udp + 4], "big"),
         )
         config.header[:] = list(frame[: abi.GEN_HDR_LEN].ljust(abi.GEN_HDR_LEN, b"\0"))
-        self._config.update(ctypes.c_uint32(slot), config)
-        self._seq.update(ctypes.c_uint32(slot), bytes(8 * bpf.possible_cpus()))
+        self._config.update(slot, config)
+        self._seq.zero(slot)
 
     def counted(self, slot: GenCount) -> abi.Counter:
         """Frames and bytes counted in ``slot``, over all CPUs."""
         total = abi.Counter()
-        for c in self._counts.lookup_per_cpu(ctypes.c_uint32(slot), abi.Counter):
+        for c in self._counts.lookup_per_cpu(slot, abi.Counter):
             total.packets += c.packets  # type: ignore[attr-defined]
             total.bytes += c.bytes  # type: ignore[attr-defined]
         return total
@@ -163,12 +162,11 @@ class Traffic:
         return self.counted(GenCount.SINK)
 
     def reset(self) -> None:
-        zero = bytes(((ctypes.sizeof(abi.Counter) + 7) // 8 * 8) * bpf.possible_cpus())
         for slot in GenCount:
-            self._counts.update(ctypes.c_uint32(slot), zero)
+            self._counts.zero(slot)
 
     def loop_state(self, slot: LoopStateSlot) -> abi.LoopState:
-        raw = self._loop.lookup(ctypes.c_uint32(slot))
+        raw = self._loop.lookup(slot)
         assert raw is not None
         return abi.LoopState.from_buffer_copy(raw)
 
@@ -179,7 +177,7 @@ class Traffic:
         budget = total - in_flight
         edge = max(in_flight, budget // 10)
         state = abi.LoopState(budget=budget, mark_start=budget - edge, mark_end=edge)
-        self._loop.update(ctypes.c_uint32(slot), state)
+        self._loop.update(slot, state)
         return budget, budget - 2 * edge
 
     def wait_retired(self, slot: LoopStateSlot, in_flight: int, deadline: float) -> abi.LoopState:
@@ -207,24 +205,24 @@ class Traffic:
         BPF_PROG_RUN's own average."""
         self.configure(GenSlot.CHAIN, frame, vary)
         if program is not None:
-            self._next.update(ctypes.c_uint32(0), ctypes.c_uint32(program.fd))
+            self._next.update(0, program.fd)
         start = time.perf_counter()
         try:
             run = self._chain.test_run(frame, ingress_ifindex=ifindex, repeat=count)
         finally:
             if program is not None:
-                self._next.delete(ctypes.c_uint32(0))
+                self._next.delete(0)
         return SendResult(count, time.perf_counter() - start, run.duration_ns)
 
     def wire_ports(self, a: int, b: int) -> None:
         """``xdp_wire`` hands a frame from interface ``a`` to ``b`` and back."""
         for src, dst in ((a, b), (b, a)):
-            self._wire_ports.update(ctypes.c_uint32(src), ctypes.c_uint32(dst))
+            self._wire_ports.update(src, dst)
 
     def flood_ports(self, loop: int, out: int) -> None:
         """``xdp_flood`` broadcasts to ``loop`` (round again) and ``out``."""
         for key, ifindex in enumerate((loop, out)):
-            self._flood_ports.update(ctypes.c_uint32(key), ctypes.c_uint32(ifindex))
+            self._flood_ports.update(key, ifindex)
 
     def attach(self, ns: str, iface: str, program: bpf.Program, mode: str = "native") -> None:
         with netns(ns):

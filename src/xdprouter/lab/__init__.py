@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 from ..dataplane.syscalls import setns_net
 
@@ -122,7 +123,29 @@ def tcp_transfer(
     return result
 
 
-class Lab:
+class Scoped:
+    """A context manager around ``_open()`` and ``close()``; ``close()``
+    also runs when ``_open()`` failed half way, so nothing is left behind."""
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Lab(Scoped):
     """h1 (10.1.0.2, fd01::2) — r (veth1 | veth2) — h2 (10.2.0.2, fd02::2)."""
 
     def __init__(self, prefix: str = "xdpr") -> None:
@@ -133,16 +156,8 @@ class Lab:
         self.router_ifaces = ("veth1", "veth2")
         self.namespaces = [self.h1.ns, self.router, self.h2.ns]
 
-    def __enter__(self) -> Lab:
-        try:
-            self.build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _open(self) -> None:
+        self.build()
 
     def ip(self, ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return sh("ip", "-n", ns, *args, check=check)

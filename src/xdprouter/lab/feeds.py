@@ -16,11 +16,10 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Self
 
 from ..dataplane.abi import GenCount, GenSlot, LoopStateSlot
 from ..errors import UsageError
-from . import Host, Lab, netns
+from . import Host, Lab, Scoped, netns
 from .traffic import LOOP_DPORT, RING_SIZE, SendResult, Traffic, Vary, on_cpu, run_budget, window_seconds
 
 UDP_SEGMENT = 103  # linux/udp.h: the GSO segment size of a UDP send
@@ -31,7 +30,7 @@ _FLOOD_NEAR, _FLOOD_FAR = "xfld0", "xfld1"  # the flood generator's veth pair, l
 _INJ_ADDR, _INJ_PEER = "198.18.255.253", "198.18.255.254"  # its carrier addresses (a /30 of 198.18.0.0/15)
 
 
-class _HostPair:
+class _HostPair(Scoped):
     """A source built on a veth pair (``near``, ``far``) inside ``host``:
     created on entry (then ``_build``), removed on exit even when the
     build failed."""
@@ -44,21 +43,13 @@ class _HostPair:
         self.host = host
         self.ifindex = 0  # the host's interface, where the frames leave
 
-    def __enter__(self) -> Self:
-        try:
-            ns = self.host.ns
-            self.lab.ip(ns, "link", "add", self.near, "type", "veth", "peer", "name", self.far)
-            for iface in (self.near, self.far):
-                self.lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
-                self.lab.ip(ns, "link", "set", iface, "up")
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _open(self) -> None:
+        ns = self.host.ns
+        self.lab.ip(ns, "link", "add", self.near, "type", "veth", "peer", "name", self.far)
+        for iface in (self.near, self.far):
+            self.lab.sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6", "1")
+            self.lab.ip(ns, "link", "set", iface, "up")
+        self._build()
 
     def _build(self) -> None:
         raise NotImplementedError

@@ -27,7 +27,7 @@ from ..dataplane import abi, bpf
 from ..dataplane.abi import GenCount, GenSlot, LoopStateSlot
 from ..errors import UsageError
 from ..router import default_object_path as default_router_object
-from . import Lab, netns
+from . import Lab, Scoped, netns
 
 LOOP_DPORT = 9  # the loop's and the injector's UDP destination port (discard)
 RING_SIZE = 256  # a veth rx ring (VETH_RING_SIZE): the loop keeps fewer frames in flight
@@ -271,7 +271,7 @@ def run_budget(
     return state, time.monotonic() - start
 
 
-class Loop:
+class Loop(Scoped):
     """The closed loop between ``lab.h1`` and ``lab.h2`` (both attached on
     entry, detached on exit). ``run`` takes the frame each host sends to the
     router; what the router does with it is its configuration's business."""
@@ -280,17 +280,9 @@ class Loop:
         self.traffic = traffic
         self.lab = lab
 
-    def __enter__(self) -> Loop:
-        try:
-            self.traffic.attach(self.lab.h1.ns, self.lab.h1.iface, self.traffic.loop_a)
-            self.traffic.attach(self.lab.h2.ns, self.lab.h2.iface, self.traffic.loop_b)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _open(self) -> None:
+        self.traffic.attach(self.lab.h1.ns, self.lab.h1.iface, self.traffic.loop_a)
+        self.traffic.attach(self.lab.h2.ns, self.lab.h2.iface, self.traffic.loop_b)
 
     def close(self) -> None:
         for host in (self.lab.h1, self.lab.h2):

@@ -413,14 +413,15 @@ def _firewall(router: Router, args: argparse.Namespace) -> int:
 
 
 def _daemon(router: Router, args: argparse.Namespace) -> int:
-    from .daemon import Daemon, setup_logging
+    from .daemon import Daemon
+    from .service import setup_logging
 
     setup_logging(args.verbose)
     return Daemon(args.config, router).run()
 
 
 def _reload(router: Router, args: argparse.Namespace) -> int:
-    from .daemon import request_reload
+    from .service import request_reload
 
     result = request_reload(args.timeout)
     print(result.message, file=sys.stdout if result.ok else sys.stderr)

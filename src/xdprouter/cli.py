@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import time
 import tomllib
-from dataclasses import dataclass
-from typing import NoReturn
 
+from .cliargs import RULE_TYPES, SECONDS, Parser, ranged_int
 from .dataplane import abi, abi_fw
 from .errors import XdpRouterError
 from .firewall.rules import add_rule_arguments
@@ -35,75 +33,8 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad input gets one line, as every other error of the command does."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"xdprouter: error: {message} (see `{self.prog} --help`)\n")
-
-
-@dataclass(frozen=True)
-class Ranged:
-    """An argparse ``type=``: an int (or a finite float) from ``low`` to
-    ``high``; anything else is refused with the allowed range, which argparse
-    prefixes with the option's name. ``unit`` only decorates the message."""
-
-    kind: type[int] | type[float]
-    low: float
-    high: float
-    unit: str = ""
-
-    @property
-    def allowed(self) -> str:
-        what = "an integer" if self.kind is int else "a number"
-        low, high = (str(int(x)) if float(x).is_integer() else f"{x:g}" for x in (self.low, self.high))
-        return f"{what} from {low} to {high}{' ' + self.unit if self.unit else ''}"
-
-    def __call__(self, text: str) -> int | float:
-        try:
-            value = self.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {self.allowed}") from None
-        if not (math.isfinite(value) and self.low <= value <= self.high):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: {self.allowed}")
-        return value
-
-
-def ranged_int(low: int, high: int, unit: str = "") -> Ranged:
-    return Ranged(int, low, high, unit)
-
-
-def ranged_float(low: float, high: float, unit: str = "") -> Ranged:
-    return Ranged(float, low, high, unit)
-
-
-def port_range(text: str) -> str:
-    """An argparse ``type=`` for ``--sport``/``--dport``: a port or LOW-HIGH,
-    each 0-65535 (the firewall parses the text itself, as from a file)."""
-    lo, sep, hi = text.partition("-")
-    if not all(part.isascii() and part.isdigit() for part in ([lo, hi] if sep else [lo])):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535) or a range LOW-HIGH")
-    if max(int(lo), int(hi or lo)) > 65535 or int(lo) > int(hi or lo):
-        raise argparse.ArgumentTypeError(f"{text} is out of range: ports from 0 to 65535, LOW not above HIGH")
-    return text
-
-
-U32 = (1 << 32) - 1
-SECONDS = ranged_float(0.1, 86400, "seconds")  # --watch, reload --timeout
-_RULE_TYPES: dict[str, object] = {
-    "sport": port_range,
-    "dport": port_range,
-    "pps": ranged_int(1, 1_000_000_000),
-    "bps": ranged_int(1, U32),
-    "burst": ranged_int(1, U32),
-    "burst_bytes": ranged_int(1, U32),
-    "block_after": ranged_int(1, U32),
-    "block_seconds": ranged_float(0.001, 1e9, "seconds"),
-}
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="xdprouter",
         description="An XDP fast path for Linux forwarding: the kernel's routes, faster.",
         epilog=EXAMPLES,
@@ -182,7 +113,7 @@ def _firewall_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     a = fsub.add_parser("add", help="add a rule (at the end, or at --position)")
     add_rule_arguments(a)
     for action in a._actions:  # the rule's fields, declared in firewall/rules.py: their ranges
-        action.type = _RULE_TYPES.get(action.dest, action.type)
+        action.type = RULE_TYPES.get(action.dest, action.type)
     a.add_argument("--position", type=ranged_int(0, abi_fw.FW_MAX_RULES - 1), help="insert at this position (0: first)")
     d = fsub.add_parser("delete", help="delete rules by id")
     d.add_argument("ids", nargs="+", type=ranged_int(1, abi_fw.FW_MAX_IDS - 1), metavar="ID")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from xdprouter import cli
+from xdprouter import cli, cliargs
 from xdprouter.lab import Lab
 
 from .test_cli import snapshot
@@ -43,9 +43,9 @@ def option_id(opt: Option) -> str:
 
 
 def bad_values(kind: object) -> list[str]:
-    if kind is cli.port_range:
+    if kind is cliargs.port_range:
         return ["-1", "65536", "http", "9-3", "1-2-3", "99999999999999999999"]
-    assert isinstance(kind, cli.Ranged), kind
+    assert isinstance(kind, cliargs.Ranged), kind
     values = ["-1", "abc", "1" + "0" * 30]
     if kind.low > 0:
         values.append("0")
@@ -57,7 +57,7 @@ def bad_values(kind: object) -> list[str]:
 
 
 def test_every_numeric_option_is_ranged() -> None:
-    """No option reads a bare int or float: each goes through cli.Ranged (or
+    """No option reads a bare int or float: each goes through cliargs.Ranged (or
     the port type), and the bounds themselves are accepted."""
     opts = typed_options()
     names = {option_id(o) for o in opts}
@@ -78,8 +78,8 @@ def test_every_numeric_option_is_ranged() -> None:
         assert expected in names, sorted(names)
     for opt in opts:
         kind = opt[1].type
-        assert kind is cli.port_range or isinstance(kind, cli.Ranged), f"{option_id(opt)}: type {kind!r}"
-        if isinstance(kind, cli.Ranged):
+        assert kind is cliargs.port_range or isinstance(kind, cliargs.Ranged), f"{option_id(opt)}: type {kind!r}"
+        if isinstance(kind, cliargs.Ranged):
             for good in (kind.low, kind.high):
                 assert kind(str(kind.kind(good))) == good
 

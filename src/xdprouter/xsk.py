@@ -290,13 +290,18 @@ class Socket:
             return []
         if n > max_frames:
             n = max_frames
-        desc, mask, view, held = ring.desc, ring.mask, self._view, self._held
-        frames = []
-        for i in range(cons, cons + n):
-            j = (i & mask) << 1
-            addr = desc[j]
-            held.append(addr)
-            frames.append(view[addr : addr + (desc[j + 1] & 0xFFFFFFFF)])
+        desc, view = ring.desc, self._view
+        start = cons & ring.mask
+        if start + n <= ring.size:  # one slice of descriptors: read in one call
+            words2 = desc[2 * start : 2 * (start + n)].tolist()
+        else:
+            first = ring.size - start
+            words2 = desc[2 * start :].tolist() + desc[: 2 * (n - first)].tolist()
+        # xdp_desc: addr, then len and options; options stay 0 without
+        # XDP_USE_SG (never set here), so the second word is the length
+        addrs = words2[0::2]
+        self._held = addrs
+        frames = [view[a : a + ln] for a, ln in zip(addrs, words2[1::2], strict=True)]
         words[ring.cons] = (cons + n) & 0xFFFFFFFF
         return frames
 

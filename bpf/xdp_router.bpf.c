@@ -20,6 +20,7 @@
 #include "firewall.h"
 #include "rx_batch.h"
 #include "fib6_local.h"
+#include "capture.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -626,11 +627,15 @@ int xdp_router(struct xdp_md *ctx)
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u64 bytes = xdp_frame_len(ctx);
 	const struct iface_config *cfg;
+	int reason;
 
 	cfg = iface_config(ifindex);
 	if (!cfg)
 		return record(UNCONFIGURED_SLOT, REASON_IFACE_UNCONFIGURED, bytes);
-	return record(cfg->slot, route_frame(ctx, cfg), bytes);
+	reason = route_frame(ctx, cfg);
+	if (capture_on()) /* xdprouter capture: include/capture.h */
+		capture_frame(ctx, reason, reason_action(reason));
+	return record(cfg->slot, reason, bytes);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -9,6 +9,7 @@ import sys
 import time
 import tomllib
 
+from . import capture, trace
 from .cliargs import RULE_TYPES, SECONDS, Parser, ranged_int
 from .dataplane import abi, abi_fw
 from .errors import XdpRouterError
@@ -30,6 +31,8 @@ examples:
   xdprouter config check /etc/xdprouter/xdprouter.toml   check a daemon config, change nothing
   xdprouter daemon --config /etc/xdprouter/xdprouter.toml   keep the fast path true (systemd)
   xdprouter reload                       make the running daemon reread its config
+  xdprouter trace eth0 'IP(dst="10.2.0.2")/UDP(dport=53)'   where this packet would go, and Linux's route
+  xdprouter capture eth0 --verdict pass -w passed.pcapng     what the fast path gave the kernel, and why
 """
 
 
@@ -92,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _firewall_parser(sub)
     _daemon_parser(sub)
+    trace.add_parser(sub)
+    capture.add_parser(sub)
     return p
 
 
@@ -379,6 +384,8 @@ _COMMANDS = {
     "daemon": _daemon,
     "reload": _reload,
     "config": _config,
+    "trace": trace.command,
+    "capture": capture.command,
 }
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from .errors import UsageError
 
@@ -161,3 +163,87 @@ def _event(msg: Any) -> Event | None:
     if name in ("RTM_NEWRULE", "RTM_DELRULE"):
         return Event("rule", action)
     return None
+
+
+_RTN_TYPES = {
+    1: "unicast",
+    2: "local",
+    3: "broadcast",
+    4: "anycast",
+    5: "multicast",
+    6: "blackhole",
+    7: "unreachable",
+    8: "prohibit",
+    9: "throw",
+    10: "nat",
+}
+
+
+def route_get(
+    dst: str,
+    src: str | None = None,
+    iif: int | None = None,
+    tos: int = 0,
+    proto: int | None = None,
+    sport: int | None = None,
+    dport: int | None = None,
+) -> dict[str, Any]:
+    """``ip route get DST [from SRC iif IFACE tos T ipproto P sport S dport D]``:
+    the route Linux picks for a packet arriving on ``iif``; ``{"error": ...}``
+    when it refuses (no route, forwarding off, martian source...)."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    req: dict[str, Any] = {"dst": dst, "family": family, "tos": tos}
+    if src is not None:
+        req["src"] = src
+    if iif is not None:
+        req["iif"] = iif
+    if proto is not None:
+        req["ip_proto"] = proto
+    if sport is not None:
+        req["sport"] = sport
+    if dport is not None:
+        req["dport"] = dport
+    try:
+        with IPRoute() as ipr:
+            (msg,) = ipr.route("get", **req)
+    except NetlinkError as e:
+        return {"error": f"ip route get: {os.strerror(e.code)}"}
+    out: dict[str, Any] = {"type": _RTN_TYPES.get(msg["type"], str(msg["type"])), "dst": dst}
+    for key, attr in (
+        ("oif", "RTA_OIF"),
+        ("gateway", "RTA_GATEWAY"),
+        ("prefsrc", "RTA_PREFSRC"),
+        ("table", "RTA_TABLE"),
+    ):
+        value = msg.get_attr(attr)
+        if value is not None:
+            out[key] = value
+    via = msg.get_attr("RTA_VIA")
+    if via is not None and "gateway" not in out:
+        out["gateway"] = via.get("addr")
+    return out
+
+
+def neighbour_mac(ifindex: int, addr: str) -> str | None:
+    """The link-layer address of neighbour ``addr`` on ``ifindex``, if known."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with IPRoute() as ipr:
+        for msg in ipr.get_neighbours(family=family, ifindex=ifindex):
+            if msg.get_attr("NDA_DST") == addr and msg.get_attr("NDA_LLADDR"):
+                return msg.get_attr("NDA_LLADDR")
+    return None
+
+
+def neighbour_by_mac(ifindex: int, mac: str, ipv6: bool = False) -> str | None:
+    """A neighbour address of the family on ``ifindex`` whose link-layer
+    address is ``mac`` (the first one when several share it; link-local
+    addresses last resort)."""
+    family = socket.AF_INET6 if ipv6 else socket.AF_INET
+    with IPRoute() as ipr:
+        found = [
+            msg.get_attr("NDA_DST")
+            for msg in ipr.get_neighbours(family=family, ifindex=ifindex)
+            if msg.get_attr("NDA_LLADDR") == mac
+        ]
+    found.sort(key=lambda a: str(a).startswith("fe80"))
+    return found[0] if found else None

@@ -238,7 +238,14 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "libbpf_num_possible_cpus": (c_int, []),
     "libbpf_set_print": (c_void_p, [c_void_p]),
     "libbpf_get_error": (ctypes.c_long, [c_void_p]),
+    # xdprouter capture: the perf buffer
+    "perf_buffer__new": (c_void_p, [c_int, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p]),
+    "perf_buffer__poll": (c_int, [c_void_p, c_int]),
+    "perf_buffer__free": (None, [c_void_p]),
 }
+
+PERF_SAMPLE_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_void_p, c_u32)  # ctx, cpu, data, size
+PERF_LOST_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_u64)  # ctx, cpu, count
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():
     _fn = getattr(lib, _name)

@@ -1,12 +1,11 @@
-"""What a capture costs the fast path: the router program's time per frame
-(BPF_PROG_RUN, ``repeat`` runs of one forwarded 64-byte IPv4 frame) before
-any capture, with a capture attached that filters the frame out (another
-interface; same interface, other verdict), with one that takes it, and after.
+"""What capture costs the fast path: the router program's time per frame
+(BPF_PROG_RUN, ``repeat`` runs of one forwarded 64-byte IPv4 frame) with no
+capture running, with a capture whose filter leaves the frame out (another
+interface; the same interface, another verdict), with one that takes every
+frame, and, with ``--baseline OBJ``, for a router object built without the
+capture hook (e.g. from the commit before it), in the same lab.
 
-    python -m xdprouter.capbench [--repeat 200000] [--reps 5]
-
-BPF_PROG_RUN runs the program through its trampoline, as a real frame does,
-so fentry/fexit are paid here exactly when they would be on the wire.
+    python -m xdprouter.capbench [--repeat 200000] [--reps 5] [--baseline OBJ]
 """
 
 from __future__ import annotations
@@ -25,10 +24,9 @@ from .lab import Lab, netns
 from .router import Router
 
 
-def run(repeat: int = 200_000, reps: int = 5) -> dict[str, float]:
+def run(repeat: int = 200_000, reps: int = 5, baseline: str | None = None) -> dict[str, float]:
     results: dict[str, list[float]] = {}
     with Lab(f"cb{os.getpid() % 10000}") as lab:
-        lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
         lab.run(lab.router, "ping", "-n", "-c", "1", "-W", "2", lab.h2.ip4)
         frame = bytes(
             Ether(dst=lab.mac(lab.router, "veth1"), src=lab.mac(lab.h1.ns, "eth0"))
@@ -41,6 +39,16 @@ def run(repeat: int = 200_000, reps: int = 5) -> dict[str, float]:
 
             def ns_per_frame() -> float:
                 return router.test_run(frame, "veth1", repeat=repeat).duration_ns
+
+            if baseline:
+                base = Router(baseline)
+                base.attach(list(lab.router_ifaces), mode="native")
+                for _ in range(reps):
+                    results.setdefault("router without the capture hook (baseline)", []).append(
+                        base.test_run(frame, "veth1", repeat=repeat).duration_ns
+                    )
+                base.detach(None)
+            router.attach(list(lab.router_ifaces), mode="native")
 
             states = [
                 ("no capture (before)", None),
@@ -57,7 +65,7 @@ def run(repeat: int = 200_000, reps: int = 5) -> dict[str, float]:
                     with Capture(spec[0], spec[1], snaplen=128) as cap:
                         results.setdefault(name, []).append(ns_per_frame())
                         cap.poll(0)
-        lab.xdprouter("detach", "--all", check=False)
+            router.detach(None)
     return {name: statistics.median(v) for name, v in results.items()}
 
 
@@ -65,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--baseline", metavar="OBJ", help="a router object without the capture hook")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    r = run(args.repeat, args.reps)
+    r = run(args.repeat, args.reps, args.baseline)
     if args.json:
         print(json.dumps(r, indent=2))
     else:

@@ -37,7 +37,7 @@ examples:
   xdprouter capture eth0 -w all.pcapng                   every frame, until Ctrl-C
   xdprouter capture eth0 --verdict pass --count 100 -w passed.pcapng
   xdprouter capture eth0 --reason no_neigh -w unresolved.pcapng
-  tcpdump -r passed.pcapng --print -v                    the comments: verdict=pass reason=...
+  tcpdump -r passed.pcapng -nn                           read it back (Wireshark shows the comments)
 Frames are written as the program left them: rewritten (MACs, TTL) when forwarded.
 """
 

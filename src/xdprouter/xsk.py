@@ -514,6 +514,7 @@ class Port:
         except BaseException:
             self.close()
             raise
+        self.last = self.sockets[0] if self.sockets else None  # the socket of the last batch received
         self._poll = select.poll()
         for s in self.sockets:
             self._poll.register(s.fileno(), select.POLLIN)

@@ -13,6 +13,7 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "frame.h"
 
 #define CAPTURE_ANY_REASON 0xffffffffu
 #define CAPTURE_SNAPLEN_MAX 0xffff
@@ -58,7 +59,7 @@ static __noinline int capture_frame(struct xdp_md *ctx, __u32 reason, __u32 verd
 	__u32 zero = 0;
 	struct capture_config *cfg = bpf_map_lookup_elem(&xdpr_capture, &zero);
 	struct capture_meta meta = {};
-	__u64 len = ctx->data_end - ctx->data, caplen;
+	__u64 len = xdp_frame_len(ctx), caplen; /* the whole frame, fragments too */
 
 	barrier_var(len); /* clang 14 would spill ctx->data as 32 bits: refused */
 	if (!cfg || cfg->ifindex != ctx->ingress_ifindex)

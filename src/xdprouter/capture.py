@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from . import _libbpf as L
-from . import abi, bpf, netlink
+from . import netlink
+from .dataplane import _libbpf as L
+from .dataplane import abi, bpf
 from .errors import BpfError, UsageError
 from .router import Router
 
@@ -233,6 +234,8 @@ class Capture:
 
 
 def add_parser(sub: Any) -> None:
+    from .cli import ranged_float, ranged_int  # cli imports this module: its types only once it is loaded
+
     c = sub.add_parser(
         "capture",
         help="frames the fast path saw, with verdict and reason, as pcapng (filtered in the kernel)",
@@ -242,9 +245,9 @@ def add_parser(sub: Any) -> None:
     c.add_argument("iface", metavar="IFACE")
     c.add_argument("--verdict", action="append", choices=VERDICTS, help="only this verdict (repeatable)")
     c.add_argument("--reason", help="only this reason (as in `xdprouter stats`)")
-    c.add_argument("--count", type=int, help="stop after this many frames")
-    c.add_argument("--seconds", type=float, help="stop after this long")
-    c.add_argument("--snaplen", type=int, default=0xFFFF, help="bytes kept of each frame")
+    c.add_argument("--count", type=ranged_int(1, 2**31 - 1), help="stop after this many frames")
+    c.add_argument("--seconds", type=ranged_float(0.001, 1e9, "seconds"), help="stop after this long")
+    c.add_argument("--snaplen", type=ranged_int(1, 0xFFFF, "bytes"), default=0xFFFF, help="bytes kept of each frame")
     c.add_argument("-w", "--write", required=True, metavar="FILE", help="pcapng file to write (- for stdout)")
 
 

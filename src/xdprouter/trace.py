@@ -271,6 +271,8 @@ def format_text(t: Trace) -> str:
 
 
 def add_parser(sub: Any) -> None:
+    from .cli import ranged_int  # cli imports this module: its types only once it is loaded
+
     t = sub.add_parser(
         "trace",
         help="run one packet through the attached fast path (BPF_PROG_RUN); Linux's route beside it",
@@ -281,7 +283,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("packet", nargs="?", metavar="EXPR", help="a scapy expression, e.g. 'IP(dst=\"10.2.0.2\")/UDP()'")
     t.add_argument("--hex", metavar="BYTES", help="the frame as hex")
     t.add_argument("--pcap", metavar="FILE", help="a pcap or pcapng file")
-    t.add_argument("--index", type=int, default=0, help="which packet of --pcap (from 0)")
+    t.add_argument("--index", type=ranged_int(0, 2**31 - 1), default=0, help="which packet of --pcap (from 0)")
     t.add_argument("--json", action="store_true")
 
 

@@ -42,7 +42,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bpf, netlink
+from . import netlink
+from .dataplane import bpf
 from .errors import UsageError, XdpRouterError
 
 AF_XDP = 44

@@ -11,7 +11,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from xdprouter import bpf, xsk
+from xdprouter import xsk
+from xdprouter.dataplane import bpf
 from xdprouter.errors import UsageError
 from xdprouter.lab import Lab, netns
 

@@ -1,7 +1,7 @@
 """Frames received in Python per second: ``xdprouter.xsk`` against an
 ``AF_PACKET`` raw socket, reading the same one-way flood in a lab.
 
-    python -m xdprouter.xskbench [--seconds 3] [--reps 3] [--json]
+    python -m xdprouter.lab.xskbench [--seconds 3] [--reps 3] [--json]
 
 h1 floods the router's veth1 with 64-byte UDP frames (``traffic.Injector``:
 UDP GSO sends turned into frames by an XDP program, on CPU 0); a Python loop
@@ -31,9 +31,10 @@ from typing import Any
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from . import xsk
-from .lab import Lab, netns
-from .traffic import Injector, Traffic, Vary, on_cpu
+from .. import xsk
+from . import Lab, netns
+from .feeds import Injector
+from .traffic import Traffic, Vary, on_cpu
 
 ETH_P_ALL = 0x0003
 

@@ -5,7 +5,7 @@ interface; the same interface, another verdict), with one that takes every
 frame, and, with ``--baseline OBJ``, for a router object built without the
 capture hook (e.g. from the commit before it), in the same lab.
 
-    python -m xdprouter.capbench [--repeat 200000] [--reps 5] [--baseline OBJ]
+    python -m xdprouter.lab.capbench [--repeat 200000] [--reps 5] [--baseline OBJ]
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import sys
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from .capture import Capture
-from .lab import Lab, netns
-from .router import Router
+from ..capture import Capture
+from ..router import Router
+from . import Lab, netns
 
 
 def run(repeat: int = 200_000, reps: int = 5, baseline: str | None = None) -> dict[str, float]:

@@ -13,7 +13,6 @@ cleared when it ends (and taken over from a capture process that died).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 import struct
@@ -23,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import netlink
-from .dataplane import _libbpf as L
+from .cliargs import ranged_float, ranged_int
 from .dataplane import abi, bpf
-from .errors import BpfError, UsageError
+from .dataplane.perf import PerfBuffer
+from .errors import UsageError
 from .router import Router
 
 VERDICTS = ("aborted", "drop", "pass", "tx", "redirect")  # XDP action numbers 0..4
@@ -87,16 +87,7 @@ class PcapngWriter:
         self._block(0x00000006, epb)
 
 
-class _CaptureConfig(ctypes.Structure):
-    """struct capture_config (bpf/include/capture.h)."""
-
-    _fields_ = [
-        ("ifindex", ctypes.c_uint32),
-        ("verdict_mask", ctypes.c_uint32),
-        ("reason", ctypes.c_uint32),
-        ("snaplen", ctypes.c_uint32),
-        ("owner_pid", ctypes.c_uint32),
-    ]
+_CONFIG = struct.Struct("=IIIII")  # struct capture_config: ifindex, verdict_mask, reason, snaplen, owner_pid
 
 
 def _router_maps(ifindex: int, iface: str) -> dict[str, bpf.Map]:
@@ -159,68 +150,52 @@ class Capture:
         self.iface, self.ifindex = iface, link.index
         self.frames: list[Frame] = []
         self.lost = 0
-        self._pb: int | None = None
+        self._pb: PerfBuffer | None = None
         self._armed = False
         self._maps = _router_maps(link.index, iface)
         try:
-            raw = self._maps[MAP_CAPTURE].lookup(ctypes.c_uint32(0))
-            old = _CaptureConfig.from_buffer_copy(raw) if raw else _CaptureConfig()
-            if old.ifindex and old.owner_pid != os.getpid() and _alive(old.owner_pid):
-                raise UsageError(f"a capture is already running here (pid {old.owner_pid})")
-            self._open_perf_buffer()
+            raw = self._maps[MAP_CAPTURE].lookup(0)
+            old_ifindex, _, _, _, old_pid = _CONFIG.unpack(raw) if raw else (0, 0, 0, 0, 0)
+            if old_ifindex and old_pid != os.getpid() and _alive(old_pid):
+                raise UsageError(f"a capture is already running here (pid {old_pid})")
+            self._pb = PerfBuffer(self._maps[MAP_EVENTS], self._sample, self._lost)
             mask = sum(1 << VERDICTS.index(v) for v in verdicts) if verdicts else 0xFFFFFFFF
-            cfg = _CaptureConfig(link.index, mask, reason_value, snaplen, os.getpid())
-            self._maps[MAP_CAPTURE].update(ctypes.c_uint32(0), cfg)
+            cfg = _CONFIG.pack(link.index, mask, reason_value, snaplen, os.getpid())
+            self._maps[MAP_CAPTURE].update(0, cfg)
             self._armed = True
         except BaseException:
             self.close()
             raise
 
-    def _open_perf_buffer(self) -> None:
-        def sample(_ctx: int, _cpu: int, data: int, size: int) -> None:
-            raw = ctypes.string_at(data, size)
-            ktime, ifindex, verdict, reason, length, caplen = _META.unpack_from(raw)
-            self.frames.append(
-                Frame(
-                    ktime,
-                    ifindex,
-                    VERDICTS[verdict] if verdict < len(VERDICTS) else str(verdict),
-                    abi.Reason(reason).name.lower() if reason != NO_REASON else None,
-                    length,
-                    raw[_META.size : _META.size + caplen],
-                )
+    def _sample(self, raw: bytes) -> None:
+        ktime, ifindex, verdict, reason, length, caplen = _META.unpack_from(raw)
+        self.frames.append(
+            Frame(
+                ktime,
+                ifindex,
+                VERDICTS[verdict] if verdict < len(VERDICTS) else str(verdict),
+                abi.Reason(reason).name.lower() if reason != NO_REASON else None,
+                length,
+                raw[_META.size : _META.size + caplen],
             )
-
-        def lost(_ctx: int, _cpu: int, count: int) -> None:
-            self.lost += count
-
-        self._sample_cb, self._lost_cb = L.PERF_SAMPLE_FN(sample), L.PERF_LOST_FN(lost)
-        pb = L.lib.perf_buffer__new(
-            self._maps[MAP_EVENTS].fd,
-            64,
-            ctypes.cast(self._sample_cb, ctypes.c_void_p),
-            ctypes.cast(self._lost_cb, ctypes.c_void_p),
-            None,
-            None,
         )
-        if not pb or L.lib.libbpf_get_error(pb):
-            raise BpfError("opening the capture's perf buffer", ctypes.get_errno() or 12)
-        self._pb = pb
+
+    def _lost(self, count: int) -> None:
+        self.lost += count
 
     def poll(self, timeout_ms: int = 100) -> list[Frame]:
         """Frames captured since the last poll (waits up to ``timeout_ms``)."""
-        rc = L.lib.perf_buffer__poll(self._pb, timeout_ms)
-        if rc < 0 and -rc != 4:  # EINTR: a signal, the caller decides
-            raise BpfError("reading the capture's perf buffer", -rc)
+        assert self._pb is not None
+        self._pb.poll(timeout_ms)
         frames, self.frames = self.frames, []
         return frames
 
     def close(self) -> None:
         if self._armed:
             self._armed = False
-            self._maps[MAP_CAPTURE].update(ctypes.c_uint32(0), _CaptureConfig())
-        if self._pb:
-            L.lib.perf_buffer__free(self._pb)
+            self._maps[MAP_CAPTURE].update(0, bytes(_CONFIG.size))
+        if self._pb is not None:
+            self._pb.close()
             self._pb = None
         for m in self._maps.values():
             m.close()
@@ -234,8 +209,6 @@ class Capture:
 
 
 def add_parser(sub: Any) -> None:
-    from .cli import ranged_float, ranged_int  # cli imports this module: its types only once it is loaded
-
     c = sub.add_parser(
         "capture",
         help="frames the fast path saw, with verdict and reason, as pcapng (filtered in the kernel)",

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import netlink
+from .cliargs import ranged_int
 from .errors import UsageError
 from .router import Router
 
@@ -271,8 +272,6 @@ def format_text(t: Trace) -> str:
 
 
 def add_parser(sub: Any) -> None:
-    from .cli import ranged_int  # cli imports this module: its types only once it is loaded
-
     t = sub.add_parser(
         "trace",
         help="run one packet through the attached fast path (BPF_PROG_RUN); Linux's route beside it",

@@ -28,7 +28,6 @@ target); on weaker memory models it would need barriers.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import mmap
@@ -43,10 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import netlink
-from .dataplane import bpf
+from .dataplane import afxdp, bpf
+from .dataplane.syscalls import setns_net
 from .errors import UsageError, XdpRouterError
 
-AF_XDP = 44
+AF_XDP = afxdp.AF_XDP
 SOL_XDP = 283
 # linux/if_xdp.h
 XDP_MMAP_OFFSETS, XDP_RX_RING, XDP_TX_RING, XDP_UMEM_REG = 1, 2, 3, 4
@@ -57,23 +57,9 @@ XDP_OPTIONS_ZEROCOPY = 1
 PGOFF_RX, PGOFF_TX, PGOFF_FILL, PGOFF_COMPLETION = 0, 0x80000000, 0x100000000, 0x180000000
 MODES = ("auto", "copy", "zerocopy")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.bind.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32]
-_libc.bind.restype = ctypes.c_int
-
 
 class XskError(XdpRouterError):
     """An AF_XDP socket could not be set up; one line for the CLI."""
-
-
-class _SockaddrXdp(ctypes.Structure):
-    _fields_ = [
-        ("family", ctypes.c_uint16),
-        ("flags", ctypes.c_uint16),
-        ("ifindex", ctypes.c_uint32),
-        ("queue_id", ctypes.c_uint32),
-        ("shared_umem_fd", ctypes.c_uint32),
-    ]
 
 
 @dataclass(frozen=True)
@@ -194,9 +180,7 @@ class Socket:
     def _setup(self, frames: int, frame_size: int, ring_size: int, mode: str) -> None:
         fd = self._sock.fileno()
         self._umem = mmap.mmap(-1, frames * frame_size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        anchor = ctypes.c_char.from_buffer(self._umem)
-        addr = ctypes.addressof(anchor)
-        del anchor  # the address stays valid as long as the mapping
+        addr = afxdp.buffer_address(self._umem)  # valid as long as the mapping
         # struct xdp_umem_reg: addr, len, chunk_size, headroom, flags, tx_metadata_len
         reg = struct.pack("QQIIII", addr, frames * frame_size, frame_size, 0, 0, 0)
         self._sockopt(XDP_UMEM_REG, reg, "registering the UMEM")
@@ -221,9 +205,8 @@ class Socket:
         self._free: list[int] = [i * frame_size for i in range(half, frames)]
         self._tx_buffers = frames - half
         flags = XDP_USE_NEED_WAKEUP | {"auto": 0, "copy": XDP_COPY, "zerocopy": XDP_ZEROCOPY}[mode]
-        sa = _SockaddrXdp(AF_XDP, flags, self.ifindex, self.queue, 0)
-        if _libc.bind(fd, ctypes.byref(sa), ctypes.sizeof(sa)) != 0:
-            err = ctypes.get_errno()
+        err = afxdp.bind_xsk(fd, self.ifindex, self.queue, flags)
+        if err:
             why = {
                 errno.EOPNOTSUPP: f"{self.iface}'s driver has no zero-copy AF_XDP",
                 errno.EBUSY: f"queue {self.queue} of {self.iface} already has an AF_XDP socket",
@@ -396,11 +379,6 @@ class Socket:
         self.close()
 
 
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-        raise OSError(ctypes.get_errno(), "setns")
-
-
 class _Netns:
     """The network namespace of the caller at creation; ``with`` it enters
     it for the block when the caller has moved to another one since."""
@@ -413,11 +391,11 @@ class _Netns:
         if os.fstat(self.fd).st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
             return
         self._back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        _setns(self.fd)
+        setns_net(self.fd, "the redirector's namespace")
 
     def __exit__(self, *exc: object) -> None:
         if self._back is not None:
-            _setns(self._back)
+            setns_net(self._back, "home")
             os.close(self._back)
             self._back = None
 
@@ -459,10 +437,10 @@ class Redirector:
         """Send ``sock``'s queue's frames to ``sock``."""
         if sock.ifindex != self.ifindex:
             raise UsageError(f"the socket is bound to {sock.iface}, not to {self.iface} where this program is attached")
-        self._map.update(ctypes.c_uint32(sock.queue), ctypes.c_uint32(sock.fileno()))
+        self._map.update(sock.queue, struct.pack("I", sock.fileno()))
 
     def remove(self, queue: int) -> None:
-        self._map.delete(ctypes.c_uint32(queue))
+        self._map.delete(queue)
 
     def close(self) -> None:
         if self._attached:

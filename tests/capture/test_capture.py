@@ -3,7 +3,6 @@ read back with scapy and tcpdump; kernel filters; nothing left behind."""
 
 from __future__ import annotations
 
-import ctypes
 import socket
 import subprocess
 import sys
@@ -124,7 +123,7 @@ def test_kernel_filters(router: Lab, tmp_path: Path) -> None:
     with netns(lab.router):
         maps = _router_maps(socket.if_nametoindex("veth1"), "veth1")
         try:
-            raw = maps[MAP_CAPTURE].lookup(ctypes.c_uint32(0))
+            raw = maps[MAP_CAPTURE].lookup(0)
         finally:
             for m in maps.values():
                 m.close()

@@ -23,6 +23,7 @@ def start(lab: Lab, script: str, *args: str) -> subprocess.Popen[str]:
 
 def test_flow_counter(lab: Lab, tmp_path: Path) -> None:
     out = tmp_path / "flows.json"
+    lab.sysctl(lab.h1.ns, "net.ipv6.conf.eth0.disable_ipv6", "1")  # h1's own IPv6 frames would be flows too
     proc = start(lab, "xsk_flow_counter.py", "veth1", "--count", "30", "--sample", "10", "--out", str(out))
     try:
         with netns(lab.h1.ns):

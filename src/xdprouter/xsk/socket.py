@@ -1,30 +1,8 @@
-"""AF_XDP sockets for Python network functions.
-
-An XDP program hands frames to user space by redirecting them into an
-XSKMAP; the socket bound to that interface and queue finds them in its RX
-ring as descriptors into its UMEM, a memory area it shares with the kernel.
-This module does the whole set-up with plain syscalls, as documented in the
-kernel's Documentation/networking/af_xdp.rst (``socket(AF_XDP)``, the
-``XDP_UMEM_REG`` and ring-size socket options, ``mmap`` of the four rings at
-their page offsets, ``bind``), and keeps the rings' producer/consumer
-indices itself (the ABI libxdp's static inline helpers implement too):
-
-* :class:`Socket`: one interface queue, its UMEM and its four rings.
-  :meth:`Socket.recv` returns a batch of frames as memoryviews into the UMEM
-  (no copy per frame); they stay valid until the next ``recv`` on the socket,
-  which gives their buffers back to the kernel. :meth:`Socket.send` copies
-  frames into free UMEM buffers and posts them on the TX ring.
-* :class:`Redirector`: the minimal XDP program (``bpf/xsk_redirect.bpf.c``)
-  on an interface, and its XSKMAP (rx queue -> socket).
-* :class:`Port`: both for every queue of an interface (the rx queue a frame
-  lands on depends on the sender, on a veth its CPU).
-
-Copy mode works with every driver (veth included); ``mode="zerocopy"``
-asks the driver to place frames in the UMEM directly and fails where it
-cannot; ``"auto"`` takes zero copy where the driver has it. The ring index
-arithmetic relies on x86-64's store and load ordering (the project's only
-target); on weaker memory models it would need barriers.
-"""
+"""One AF_XDP socket: an interface queue, its UMEM and its four rings, set
+up with plain syscalls (Documentation/networking/af_xdp.rst), the rings'
+producer/consumer indices kept here. The ring index arithmetic relies on
+x86-64's store and load ordering (the project's only target); on weaker
+memory models it would need barriers."""
 
 from __future__ import annotations
 
@@ -37,14 +15,14 @@ import socket
 import struct
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import netlink
-from .dataplane import afxdp, bpf
-from .dataplane.syscalls import setns_net
-from .errors import UsageError, XdpRouterError
+from .. import netlink
+from ..dataplane import afxdp
+from ..errors import UsageError, XdpRouterError
+from ..router import default_object_path as router_object_path
 
 AF_XDP = afxdp.AF_XDP
 SOL_XDP = 283
@@ -88,7 +66,8 @@ class Statistics:
 
 
 def default_object_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "build" / "xsk_redirect.bpf.o"
+    """Beside the router's object (build/, or where XDPROUTER_BPF_OBJECT points)."""
+    return router_object_path().parent / "xsk_redirect.bpf.o"
 
 
 def queue_count(iface: str) -> int:
@@ -373,175 +352,6 @@ class Socket:
             self._umem = None
 
     def __enter__(self) -> Socket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _Netns:
-    """The network namespace of the caller at creation; ``with`` it enters
-    it for the block when the caller has moved to another one since."""
-
-    def __init__(self) -> None:
-        self.fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        self._back: int | None = None
-
-    def __enter__(self) -> None:
-        if os.fstat(self.fd).st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
-            return
-        self._back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        setns_net(self.fd, "the redirector's namespace")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._back is not None:
-            setns_net(self._back, "home")
-            os.close(self._back)
-            self._back = None
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class Redirector:
-    """``xsk_redirect`` attached to ``iface``: each frame goes to the socket
-    registered for its rx queue, or to the kernel when there is none.
-
-    Refuses an interface that already has an XDP program (xdprouter's
-    included: steering rules, not this program, will hand its frames over).
-    """
-
-    def __init__(self, iface: str, mode: str = "native", object_path: str | os.PathLike[str] | None = None) -> None:
-        (link,) = netlink.resolve([iface])
-        self.iface, self.ifindex, self.mode = iface, link.index, mode
-        state = bpf.xdp_query(link.index)
-        if state.prog_id:
-            raise UsageError(f"{iface} already has an XDP program (id {state.prog_id}, {state.mode}): detach it first")
-        self._home = _Netns()
-        path = Path(object_path or default_object_path())
-        if not path.exists():
-            raise UsageError(f"{path} missing: run `make bpf`")
-        self._obj: bpf.Object | None = bpf.Object(str(path))
-        self._map = self._obj.map("xsk_sockets")
-        self._attached = False
-        try:
-            bpf.xdp_attach(link.index, self._obj.program("xsk_redirect").fd, mode)
-            self._attached = True
-        except BaseException:
-            self.close()
-            raise
-
-    def add(self, sock: Socket) -> None:
-        """Send ``sock``'s queue's frames to ``sock``."""
-        if sock.ifindex != self.ifindex:
-            raise UsageError(f"the socket is bound to {sock.iface}, not to {self.iface} where this program is attached")
-        self._map.update(sock.queue, struct.pack("I", sock.fileno()))
-
-    def remove(self, queue: int) -> None:
-        self._map.delete(queue)
-
-    def close(self) -> None:
-        if self._attached:
-            self._attached = False
-            try:
-                with self._home:
-                    bpf.xdp_detach(self.ifindex, self.mode)
-            except (XdpRouterError, OSError):
-                pass  # the interface or its namespace went away: so did the attachment
-        if hasattr(self, "_home"):
-            self._home.close()
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
-
-    def __enter__(self) -> Redirector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Port:
-    """Every queue of ``iface`` to Python: a :class:`Redirector` and one
-    :class:`Socket` per queue (or only ``queues``).
-
-    >>> with Port("eth0") as port:                       # doctest: +SKIP
-    ...     for frame in port.recv(timeout=1.0):
-    ...         print(len(frame))
-    """
-
-    def __init__(
-        self,
-        iface: str,
-        queues: Iterable[int] | None = None,
-        *,
-        mode: str = "auto",
-        xdp_mode: str = "native",
-        frames: int = 4096,
-    ) -> None:
-        wanted = list(range(queue_count(iface))) if queues is None else list(queues)
-        self.sockets: list[Socket] = []
-        self.redirector: Redirector | None = None
-        try:
-            for q in wanted:
-                self.sockets.append(Socket(iface, q, mode=mode, frames=frames))
-            self.redirector = Redirector(iface, xdp_mode)
-            for s in self.sockets:
-                self.redirector.add(s)
-        except BaseException:
-            self.close()
-            raise
-        self.last = self.sockets[0] if self.sockets else None  # the socket of the last batch received
-        self._poll = select.poll()
-        for s in self.sockets:
-            self._poll.register(s.fileno(), select.POLLIN)
-        self._next = 0
-
-    def recv(self, max_frames: int = 64, timeout: float | None = 0) -> list[memoryview]:
-        """Frames from the queues in turn: the first that has any, up to
-        ``max_frames``; with ``timeout``, waits for one as :meth:`Socket.recv`."""
-        socks = self.sockets
-        for _ in range(2):
-            for k in range(len(socks)):
-                s = socks[(self._next + k) % len(socks)]
-                frames = s.recv(max_frames)
-                if frames:
-                    self._next = (self._next + k + 1) % len(socks)
-                    self.last = s
-                    return frames
-            if timeout == 0:
-                break
-            self._poll.poll(None if timeout is None else int(timeout * 1000))
-        return []
-
-    def frames(self, timeout: float | None = None) -> Iterator[tuple[Socket, memoryview]]:
-        """Each received frame with the socket it came from (answer on that
-        socket to leave by the same interface)."""
-        while True:
-            batch = self.recv(timeout=timeout)
-            if not batch and timeout is not None:
-                return
-            sock = self.last
-            for frame in batch:
-                yield sock, frame
-
-    def stats(self) -> Statistics:
-        total = Statistics(0, 0, 0, 0, 0, 0)
-        for s in self.sockets:
-            total = total + s.stats()
-        return total
-
-    def close(self) -> None:
-        if self.redirector is not None:
-            self.redirector.close()
-            self.redirector = None
-        for s in self.sockets:
-            s.close()
-        self.sockets = []
-
-    def __enter__(self) -> Port:
         return self
 
     def __exit__(self, *exc: object) -> None:

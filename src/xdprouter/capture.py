@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from . import netlink
 from .cliargs import ranged_float, ranged_int
-from .dataplane import abi, bpf
+from .dataplane import abi, bpf, xdp
 from .dataplane.perf import PerfBuffer
 from .errors import UsageError
 from .router import Router
@@ -92,7 +92,7 @@ _CONFIG = struct.Struct("=IIIII")  # struct capture_config: ifindex, verdict_mas
 
 def _router_maps(ifindex: int, iface: str) -> dict[str, bpf.Map]:
     """The capture maps of the router program attached to ``iface``."""
-    state = bpf.xdp_query(ifindex)
+    state = xdp.query(ifindex)
     if not state.prog_id:
         raise UsageError(f"xdprouter is not attached to {iface}")
     with bpf.opened_program(state.prog_id) as prog:

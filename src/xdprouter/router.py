@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import local6, netlink, snapshot
-from .dataplane import abi, bpf, instance
+from .dataplane import abi, bpf, instance, xdp
 from .dataplane.instance import Instance
 from .errors import BpfError, UsageError
 
@@ -173,7 +173,7 @@ class Router:
         inst: Instance,
         link: netlink.Link,
         mode: str,
-        current: bpf.XdpState | None,
+        current: xdp.XdpState | None,
         foreign_id: int | None,
         report: AttachReport,
     ) -> str:
@@ -181,23 +181,23 @@ class Router:
         if ours and current is not None and (mode == "auto" or mode == current.mode):
             return current.mode  # idempotent: already there
         if ours and current is not None:
-            bpf.xdp_detach(link.index, current.mode)  # switching modes
+            xdp.detach(link.index, current.mode)  # switching modes
         old_fd: int | None = None
         with contextlib.ExitStack() as stack:
             if foreign_id is not None and current is not None:
-                if current.mode in bpf.MODE_FLAGS and (mode == "auto" or mode == current.mode):
+                if current.mode in xdp.MODE_FLAGS and (mode == "auto" or mode == current.mode):
                     old_fd = stack.enter_context(bpf.opened_program(foreign_id)).fd
                 else:
-                    bpf.xdp_detach(link.index, current.mode)
+                    xdp.detach(link.index, current.mode)
             for candidate in ("native", "generic") if mode == "auto" else (mode,):
                 if old_fd is not None and current is not None and candidate != current.mode:
                     continue
                 try:
-                    bpf.xdp_attach(link.index, inst.prog.fd, candidate, old_prog_fd=old_fd)
+                    xdp.attach(link.index, inst.prog.fd, candidate, old_prog_fd=old_fd)
                 except BpfError as e:
                     if e.errno == errno.EPERM:
                         raise UsageError(f"attaching to {link.name}: operation not permitted (needs root)") from e
-                    why, todo = _refusal(link, e, bpf.xdp_frags_supported())
+                    why, todo = _refusal(link, e, xdp.frags_supported())
                     if mode == "auto" and candidate == "native":
                         report.warnings.append(f"{link.name}: native mode refused: {why}; using generic mode")
                         continue
@@ -240,7 +240,7 @@ class Router:
                 missing = [link.name for link in links if link not in ours]
                 raise UsageError(f"xdprouter is not attached to {', '.join(missing)}")
             for link in ours:
-                bpf.xdp_detach(link.index, modes[link.index])
+                xdp.detach(link.index, modes[link.index])
                 inst.maps[abi.MAP_TX_PORTS].delete(link.index)
                 inst.delete_config(link.index)
             return [link.name for link in ours]
@@ -360,7 +360,7 @@ def _slot_counters(inst: Instance, slot: int) -> dict[abi.Reason, abi.Counter]:
 
 
 def _foreign(
-    links: list[netlink.Link], states: dict[int, bpf.XdpState], inst: Instance | None, force: bool
+    links: list[netlink.Link], states: dict[int, xdp.XdpState], inst: Instance | None, force: bool
 ) -> dict[int, int]:
     """ifindex -> id of a program that is not ours; refused without force."""
     foreign = {

@@ -12,7 +12,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from xdprouter import xsk
-from xdprouter.dataplane import bpf
+from xdprouter.dataplane import xdp
 from xdprouter.errors import UsageError
 from xdprouter.lab import Lab, netns
 
@@ -140,8 +140,8 @@ def test_closed_port_detaches(lab: Lab) -> None:
     with netns(lab.router):
         index = socket.if_nametoindex("veth1")
         with xsk.Port("veth1"):
-            assert bpf.xdp_query(index).prog_id
-        assert bpf.xdp_query(index).prog_id == 0
+            assert xdp.query(index).prog_id
+        assert xdp.query(index).prog_id == 0
 
 
 def test_bad_queue_is_one_line(lab: Lab) -> None:
@@ -151,7 +151,7 @@ def test_bad_queue_is_one_line(lab: Lab) -> None:
             xsk.Socket("veth1", n)
         with pytest.raises(UsageError, match=r"^unknown interface: nosuch0$"):
             xsk.Port("nosuch0")
-        assert bpf.xdp_query(socket.if_nametoindex("veth1")).prog_id == 0
+        assert xdp.query(socket.if_nametoindex("veth1")).prog_id == 0
 
 
 def test_interface_taken_or_other(attached_lab: Lab) -> None:
@@ -160,12 +160,12 @@ def test_interface_taken_or_other(attached_lab: Lab) -> None:
     lab = attached_lab
     with netns(lab.router):
         index = socket.if_nametoindex("veth1")
-        before = bpf.xdp_query(index).prog_id
+        before = xdp.query(index).prog_id
         with pytest.raises(UsageError, match=r"^veth1 already has an XDP program \(id \d+, native\): detach it first$"):
             xsk.Port("veth1")
-        assert bpf.xdp_query(index).prog_id == before
+        assert xdp.query(index).prog_id == before
         lab.xdprouter("detach", "veth2")
         with xsk.Socket("veth1", 0) as sock, xsk.Redirector("veth2") as redirector:
             with pytest.raises(UsageError, match="^the socket is bound to veth1, not to veth2"):
                 redirector.add(sock)
-        assert bpf.xdp_query(index).prog_id == before
+        assert xdp.query(index).prog_id == before

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import netlink
 from ..errors import BpfError, UsageError
-from . import abi, bpf
+from . import abi, bpf, xdp
 from .abi_fw import FW_MAPS
 
 NOT_ATTACHED = "xdprouter is not attached in this namespace"
@@ -87,12 +87,12 @@ class Instance:
             self._obj.close()
 
 
-def xdp_states(links: list[netlink.Link]) -> dict[int, bpf.XdpState]:
+def xdp_states(links: list[netlink.Link]) -> dict[int, xdp.XdpState]:
     """ifindex -> XDP state, for every interface of ``links`` with a program."""
     out = {}
     for link in links:
         try:
-            state = bpf.xdp_query(link.index)
+            state = xdp.query(link.index)
         except BpfError:
             continue
         if state.prog_id:
@@ -135,7 +135,7 @@ def load(object_path: Path, links: list[netlink.Link]) -> Instance:
     """A new instance from the object file, not attached anywhere yet."""
     if not object_path.exists():
         raise UsageError(f"BPF object {object_path} not found: run `make bpf` first")
-    obj = bpf.Object(str(object_path), frags=bpf.xdp_frags_supported())
+    obj = bpf.Object(str(object_path), frags=xdp.frags_supported())
     maps = {name: obj.map(name) for name in abi.ROUTER_MAPS}
     return Instance(obj.program(abi.PROG_NAME), maps, links, obj)
 

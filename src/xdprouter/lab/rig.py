@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, summarize_address_range
 from pathlib import Path
 
-from ..dataplane import bpf
+from ..dataplane import bpf, xdp
 from ..router import Router, default_object_path
 from . import Lab, netns, profile, sh
 from .traffic import Loop, Traffic, Vary
@@ -265,19 +265,19 @@ class Bench:
     def _attach_reference(self) -> None:
         path = default_object_path().parent / "reference.bpf.o"
         # multi-buffer like the router: xdp_gen_chain tail-calls either
-        self._reference = bpf.Object(str(path), frags=bpf.xdp_frags_supported())
+        self._reference = bpf.Object(str(path), frags=xdp.frags_supported())
         prog = self._reference.program("xdp_reference")
         ports = self._reference.map("ref_tx_ports")
         with netns(self.lab.router):
             for name in self.lab.router_ifaces:
                 ifindex = socket.if_nametoindex(name)
                 ports.update(ifindex, ifindex)
-                bpf.xdp_attach(ifindex, prog.fd, "native")
+                xdp.attach(ifindex, prog.fd, "native")
 
     def _detach_reference(self) -> None:
         with netns(self.lab.router):
             for name in self.lab.router_ifaces:
-                bpf.xdp_detach(socket.if_nametoindex(name), "native")
+                xdp.detach(socket.if_nametoindex(name), "native")
         if self._reference:
             self._reference.close()
             self._reference = None

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..dataplane import abi, bpf
+from ..dataplane import abi, bpf, xdp
 from ..dataplane.abi import GenCount, GenSlot, LoopStateSlot
 from ..errors import UsageError
 from ..router import default_object_path as default_router_object
@@ -100,7 +100,7 @@ class Traffic:
             raise UsageError(f"BPF object {path} not found: run `make bpf` first")
         # multi-buffer like the router wherever it is (xdp_gen_chain tail-calls
         # it; the kernel refuses a prog array mixing the two kinds)
-        self._obj = bpf.Object(str(path), frags=bpf.xdp_frags_supported())
+        self._obj = bpf.Object(str(path), frags=xdp.frags_supported())
         self.loop_a = self._obj.program("xdp_loop_a")
         self.loop_b = self._obj.program("xdp_loop_b")
         self.inject = self._obj.program("xdp_inject")
@@ -226,12 +226,12 @@ class Traffic:
 
     def attach(self, ns: str, iface: str, program: bpf.Program, mode: str = "native") -> None:
         with netns(ns):
-            bpf.xdp_attach(socket.if_nametoindex(iface), program.fd, mode)
+            xdp.attach(socket.if_nametoindex(iface), program.fd, mode)
 
     @staticmethod
     def detach(ns: str, iface: str, mode: str = "native") -> None:
         with netns(ns), contextlib.suppress(OSError):
-            bpf.xdp_detach(socket.if_nametoindex(iface), mode)
+            xdp.detach(socket.if_nametoindex(iface), mode)
 
 
 def _other_cpu(cpu: int) -> int:

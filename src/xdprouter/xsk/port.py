@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .. import netlink
-from ..dataplane import bpf
+from ..dataplane import bpf, xdp
 from ..dataplane.syscalls import setns_net
 from ..errors import UsageError, XdpRouterError
 from .socket import Socket, Statistics, default_object_path, queue_count
@@ -56,7 +56,7 @@ class Redirector:
     def __init__(self, iface: str, mode: str = "native", object_path: str | os.PathLike[str] | None = None) -> None:
         (link,) = netlink.resolve([iface])
         self.iface, self.ifindex, self.mode = iface, link.index, mode
-        state = bpf.xdp_query(link.index)
+        state = xdp.query(link.index)
         if state.prog_id:
             raise UsageError(f"{iface} already has an XDP program (id {state.prog_id}, {state.mode}): detach it first")
         self._home = _Netns()
@@ -67,7 +67,7 @@ class Redirector:
         self._map = self._obj.map("xsk_sockets")
         self._attached = False
         try:
-            bpf.xdp_attach(link.index, self._obj.program("xsk_redirect").fd, mode)
+            xdp.attach(link.index, self._obj.program("xsk_redirect").fd, mode)
             self._attached = True
         except BaseException:
             self.close()
@@ -87,7 +87,7 @@ class Redirector:
             self._attached = False
             try:
                 with self._home:
-                    bpf.xdp_detach(self.ifindex, self.mode)
+                    xdp.detach(self.ifindex, self.mode)
             except (XdpRouterError, OSError):
                 pass  # the interface or its namespace went away: so did the attachment
         if hasattr(self, "_home"):

@@ -13,32 +13,9 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "abi.h" /* struct capture_config, capture_meta, CAPTURE_* */
 #include "frame.h"
 
-#define CAPTURE_ANY_REASON 0xffffffffu
-#define CAPTURE_SNAPLEN_MAX 0xffff
-
-/* What to capture; ifindex 0 = no capture. Written by user space. */
-struct capture_config {
-	__u32 ifindex;
-	__u32 verdict_mask; /* bit per XDP action */
-	__u32 reason;       /* CAPTURE_ANY_REASON: any */
-	__u32 snaplen;
-	__u32 owner_pid;    /* the capturing process (a stale one is replaced) */
-};
-
-/* sent before each frame's bytes */
-struct capture_meta {
-	__u64 ktime_ns;
-	__u32 ifindex;
-	__u32 verdict;
-	__u32 reason;
-	__u32 len;    /* the frame's length as it leaves the program */
-	__u32 caplen; /* bytes that follow */
-	__u32 pad;
-};
-
-/* the capture's filter: one entry */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -29,8 +29,7 @@ from .errors import UsageError
 from .router import Router
 
 VERDICTS = ("aborted", "drop", "pass", "tx", "redirect")  # XDP action numbers 0..4
-NO_REASON = 0xFFFFFFFF
-_META = struct.Struct("=QIIIII4x")  # struct capture_meta
+NO_REASON = abi.CAPTURE_ANY_REASON
 MAP_CAPTURE, MAP_EVENTS = "xdpr_capture", "xdpr_cap_events"  # bpf/include/capture.h
 
 EXAMPLES = """\
@@ -87,9 +86,6 @@ class PcapngWriter:
         self._block(0x00000006, epb)
 
 
-_CONFIG = struct.Struct("=IIIII")  # struct capture_config: ifindex, verdict_mask, reason, snaplen, owner_pid
-
-
 def _router_maps(ifindex: int, iface: str) -> dict[str, bpf.Map]:
     """The capture maps of the router program attached to ``iface``."""
     state = xdp.query(ifindex)
@@ -132,7 +128,7 @@ class Capture:
         iface: str,
         verdicts: list[str] | None = None,
         reason: str | None = None,
-        snaplen: int = 0xFFFF,
+        snaplen: int = abi.CAPTURE_SNAPLEN_MAX,
     ) -> None:
         (link,) = netlink.resolve([iface])
         for v in verdicts or []:
@@ -145,7 +141,7 @@ class Capture:
             except KeyError:
                 names = ", ".join(r.name.lower() for r in abi.Reason)
                 raise UsageError(f"unknown reason {reason!r} (one of {names})") from None
-        if not 1 <= snaplen <= 0xFFFF:
+        if not 1 <= snaplen <= abi.CAPTURE_SNAPLEN_MAX:
             raise UsageError(f"snaplen must be 1..65535, not {snaplen}")
         self.iface, self.ifindex = iface, link.index
         self.frames: list[Frame] = []
@@ -155,12 +151,12 @@ class Capture:
         self._maps = _router_maps(link.index, iface)
         try:
             raw = self._maps[MAP_CAPTURE].lookup(0)
-            old_ifindex, _, _, _, old_pid = _CONFIG.unpack(raw) if raw else (0, 0, 0, 0, 0)
-            if old_ifindex and old_pid != os.getpid() and _alive(old_pid):
-                raise UsageError(f"a capture is already running here (pid {old_pid})")
+            old = abi.CaptureConfig.from_buffer_copy(raw) if raw else abi.CaptureConfig()
+            if old.ifindex and old.owner_pid != os.getpid() and _alive(old.owner_pid):
+                raise UsageError(f"a capture is already running here (pid {old.owner_pid})")
             self._pb = PerfBuffer(self._maps[MAP_EVENTS], self._sample, self._lost)
             mask = sum(1 << VERDICTS.index(v) for v in verdicts) if verdicts else 0xFFFFFFFF
-            cfg = _CONFIG.pack(link.index, mask, reason_value, snaplen, os.getpid())
+            cfg = abi.CaptureConfig(link.index, mask, reason_value, snaplen, os.getpid())
             self._maps[MAP_CAPTURE].update(0, cfg)
             self._armed = True
         except BaseException:
@@ -168,7 +164,15 @@ class Capture:
             raise
 
     def _sample(self, raw: bytes) -> None:
-        ktime, ifindex, verdict, reason, length, caplen = _META.unpack_from(raw)
+        meta = abi.CaptureMeta.from_buffer_copy(raw[: abi.CAPTURE_META_SIZE])
+        ktime, ifindex, verdict, reason, length, caplen = (
+            meta.ktime_ns,
+            meta.ifindex,
+            meta.verdict,
+            meta.reason,
+            meta.len,
+            meta.caplen,
+        )
         self.frames.append(
             Frame(
                 ktime,
@@ -176,7 +180,7 @@ class Capture:
                 VERDICTS[verdict] if verdict < len(VERDICTS) else str(verdict),
                 abi.Reason(reason).name.lower() if reason != NO_REASON else None,
                 length,
-                raw[_META.size : _META.size + caplen],
+                raw[abi.CAPTURE_META_SIZE : abi.CAPTURE_META_SIZE + caplen],
             )
         )
 
@@ -193,7 +197,7 @@ class Capture:
     def close(self) -> None:
         if self._armed:
             self._armed = False
-            self._maps[MAP_CAPTURE].update(0, bytes(_CONFIG.size))
+            self._maps[MAP_CAPTURE].update(0, abi.CaptureConfig())
         if self._pb is not None:
             self._pb.close()
             self._pb = None
@@ -220,7 +224,12 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--reason", help="only this reason (as in `xdprouter stats`)")
     c.add_argument("--count", type=ranged_int(1, 2**31 - 1), help="stop after this many frames")
     c.add_argument("--seconds", type=ranged_float(0.001, 1e9, "seconds"), help="stop after this long")
-    c.add_argument("--snaplen", type=ranged_int(1, 0xFFFF, "bytes"), default=0xFFFF, help="bytes kept of each frame")
+    c.add_argument(
+        "--snaplen",
+        type=ranged_int(1, abi.CAPTURE_SNAPLEN_MAX, "bytes"),
+        default=abi.CAPTURE_SNAPLEN_MAX,
+        help="bytes kept of each frame",
+    )
     c.add_argument("-w", "--write", required=True, metavar="FILE", help="pcapng file to write (- for stdout)")
 
 

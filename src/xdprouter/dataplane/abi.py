@@ -203,6 +203,39 @@ class GenConfig(ctypes.Structure):
     ]
 
 
+CAPTURE_ANY_REASON = 0xFFFFFFFF  # CaptureConfig.reason: every reason
+CAPTURE_SNAPLEN_MAX = 0xFFFF  # bytes kept of a captured frame, at most
+
+
+class CaptureConfig(ctypes.Structure):
+    """``xdpr_capture[0]``: what ``xdprouter capture`` wants (bpf/include/capture.h); ifindex 0: off."""
+
+    _fields_ = [
+        ("ifindex", ctypes.c_uint32),
+        ("verdict_mask", ctypes.c_uint32),  # a bit per XDP action
+        ("reason", ctypes.c_uint32),  # CAPTURE_ANY_REASON: any
+        ("snaplen", ctypes.c_uint32),
+        ("owner_pid", ctypes.c_uint32),  # the capturing process (a stale one is replaced)
+    ]
+
+
+class CaptureMeta(ctypes.Structure):
+    """What precedes each captured frame in the perf buffer."""
+
+    _fields_ = [
+        ("ktime_ns", ctypes.c_uint64),
+        ("ifindex", ctypes.c_uint32),
+        ("verdict", ctypes.c_uint32),
+        ("reason", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),  # the frame's length as it leaves the program
+        ("caplen", ctypes.c_uint32),  # bytes that follow
+        ("pad", ctypes.c_uint32),
+    ]
+
+
+CAPTURE_META_SIZE = ctypes.sizeof(CaptureMeta)
+
+
 class LoopState(ctypes.Structure):
     """``loop_state[0]``: the closed loop's budget and the window it times."""
 

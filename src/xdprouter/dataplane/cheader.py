@@ -54,6 +54,10 @@ def c_header() -> str:
     out += [f"\tIFACE_{f.name} = {f.value}," for f in abi.IfaceFlag]
     out += ["};", "", f"#define MAX_IFACES {abi.MAX_IFACES}", f"#define UNCONFIGURED_SLOT {abi.UNCONFIGURED_SLOT}"]
     out += [f"#define IFACE_ARRAY_SIZE {abi.IFACE_ARRAY_SIZE}", f"#define GEN_HDR_LEN {abi.GEN_HDR_LEN}"]
+    out += [
+        f"#define CAPTURE_ANY_REASON {abi.CAPTURE_ANY_REASON:#x}u",
+        f"#define CAPTURE_SNAPLEN_MAX {abi.CAPTURE_SNAPLEN_MAX:#x}",
+    ]
     out += [f"#define GEN_SLOTS {abi.GEN_SLOTS}", f"#define GEN_COUNTS {abi.GEN_COUNTS}"]
     out += [f"#define LOOP_STATES {abi.LOOP_STATES}"]
     out += ["enum loop_state_slot {"] + [f"\tLOOP_STATE_{s.name} = {s.value}," for s in abi.LoopStateSlot] + ["};"]
@@ -82,6 +86,8 @@ def c_header() -> str:
         abi.IfaceStats,
         abi.GenConfig,
         abi.LoopState,
+        abi.CaptureConfig,
+        abi.CaptureMeta,
         abi_fw.FwSetInfo,
         abi_fw.FwState,
         abi_fw.FwGen,

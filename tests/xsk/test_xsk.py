@@ -44,6 +44,15 @@ def raw_socket(ns: str, iface: str) -> socket.socket:
     return s
 
 
+def send_from_h1(lab: Lab, sent: list[bytes]) -> None:
+    h1 = raw_socket(lab.h1.ns, "eth0")
+    try:
+        for f in sent:
+            h1.send(f)
+    finally:
+        h1.close()
+
+
 def receive_all(port: xsk.Port, n: int, timeout: float = 5.0) -> list[bytes]:
     got: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -58,12 +67,7 @@ def test_receive_byte_for_byte(lab: Lab) -> None:
     with netns(lab.router), xsk.Port("veth1") as port:
         assert len(port.sockets) == xsk.queue_count("veth1") >= 1
         assert not port.sockets[0].zero_copy  # veth: copy mode
-        h1 = raw_socket(lab.h1.ns, "eth0")
-        try:
-            for f in sent:
-                h1.send(f)
-        finally:
-            h1.close()
+        send_from_h1(lab, sent)
         got = receive_all(port, len(sent))
         stats = port.stats()
     assert sorted(got) == sorted(sent)
@@ -122,12 +126,7 @@ def test_ring_full_counted(lab: Lab) -> None:
     quiet_h1(lab)
     sent = frames(lab, 600)
     with netns(lab.router), xsk.Port("veth1", frames=512) as port:  # rings of 256
-        h1 = raw_socket(lab.h1.ns, "eth0")
-        try:
-            for f in sent:
-                h1.send(f)
-        finally:
-            h1.close()
+        send_from_h1(lab, sent)
         time.sleep(0.2)
         stats = port.stats()
         pending = sum(s.pending() for s in port.sockets)

@@ -75,6 +75,7 @@ def test_receive_byte_for_byte(lab: Lab) -> None:
 
 
 def test_frames_are_views_into_umem(lab: Lab) -> None:
+    quiet_h1(lab)
     (sent,) = frames(lab, 1)
     with netns(lab.router), xsk.Socket("veth1", 0) as sock, xsk.Redirector("veth1") as redirector:
         redirector.add(sock)

@@ -198,6 +198,60 @@ struct {
 	__array(values, struct fw_set_trie);
 } xdpr_fw_sets SEC(".maps");
 
+/* The pre-filter: per generation, FW_PRE_GEN_WORDS words of presence
+ * bitmaps (source and destination /24s and IPv6 /32 hashes, ports, protocols)
+ * of the values some rule is anchored on. A frame with no bit set can match
+ * no rule but its interface's policy: it costs these reads and nothing else.
+ * Mappable: the control plane writes a generation's 8 MiB in one copy.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * FW_PRE_GEN_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} xdpr_fw_pre SEC(".maps");
+
+/* Each set's own presence bitmap (its /24s, its IPv6 /32 hashes), swapped in
+ * with the set: rules anchored on a set are candidates only where it has
+ * prefixes.
+ */
+struct fw_set_pre_words {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_SET_PRE_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, FW_MAX_SETS);
+	__type(key, __u32);
+	__array(values, struct fw_set_pre_words);
+} xdpr_fw_set_pre SEC(".maps");
+
+/* Drop policies: (generation, ifindex) -> the policy's rule position, for
+ * frames the pre-filter rules out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_IFACES);
+	__type(key, struct fw_policy_key);
+	__type(value, __u32);
+} xdpr_fw_policy SEC(".maps");
+
+/* A bit per hash of a blocked source: only a source whose bit is set is
+ * looked up in xdpr_fw_blocked. Set by the data plane when it blocks,
+ * cleared by the control plane when blocks go.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FW_BLOCK_HINT_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} xdpr_fw_blkhint SEC(".maps");
+
 /* Per (limit rule, source) token buckets. LRU: a flood of spoofed sources
  * evicts old entries instead of filling the map.
  */

@@ -19,6 +19,11 @@
  * rule drops what is over its bucket and lets the rest go on to the next
  * matching rule. Each interface's default policy is the implicit last rule.
  *
+ * In front of all this, a pre-filter (fw_candidate()): presence bitmaps of
+ * the values rules are anchored on, so a frame that no rule can match costs
+ * a few array reads whatever the rule set. Fields no rule names are not
+ * looked up at all (FwGen.named).
+ *
  * firewall_ipv4()/firewall_ipv6() return -1 to go on, or a reason (drop).
  */
 #ifndef XDPR_FIREWALL_H
@@ -92,6 +97,8 @@ static __always_inline struct fw_bitmap *fw_bitmap(__u32 id)
 }
 
 /* Field lookups give a bitmap id, FW_NO_BITMAP when there is none. */
+#define FW_NAMES_EVERY (FW_NAMES_IFACE | FW_NAMES_PROTO | FW_NAMES_SRC | \
+			FW_NAMES_DST | FW_NAMES_SPORT | FW_NAMES_DPORT)
 #define FW_NO_BITMAP 0xffffffffu
 
 static __always_inline __u32 fw_id(const __u32 *id)
@@ -185,6 +192,28 @@ static __always_inline void fw_src_key(const struct fw_pkt *p, __u32 *family,
 	__builtin_memcpy(addr, p->src, 16);
 }
 
+/* The source's bit in xdpr_fw_blkhint: the XOR of its four 32-bit words
+ * (an IPv4 source has three zero words), hashed (firewall/tables.py
+ * block_hash() is the same function).
+ */
+static __always_inline __u32 fw_block_hash(const struct fw_pkt *p)
+{
+	__u32 w[4];
+
+	__builtin_memcpy(w, p->src, 16);
+	return ((w[0] ^ w[1] ^ w[2] ^ w[3]) * FW_PRE_V6_MULT) >> (32 - FW_BLOCK_HINT_BITS);
+}
+
+static __always_inline void fw_hint_block(const struct fw_pkt *p)
+{
+	__u32 h = fw_block_hash(p);
+	__u32 word = h >> 6;
+	__u64 *w = bpf_map_lookup_elem(&xdpr_fw_blkhint, &word);
+
+	if (w)
+		__sync_fetch_and_or(w, 1ULL << (h & 63));
+}
+
 /* A source over its limit once more: past block_after such packets within a
  * second, block it for block_ns.
  */
@@ -208,6 +237,7 @@ static __always_inline void fw_strike(const struct fw_rule *r,
 	blk.until = now + r->block_ns;
 	blk.rule_id = r->id;
 	bpf_map_update_elem(&xdpr_fw_blocked, &key, &blk, BPF_ANY);
+	fw_hint_block(p);
 }
 
 /* GCRA, the token bucket in arrival times: a packet is in profile when the
@@ -262,19 +292,126 @@ static __always_inline int fw_limit(const struct fw_rule *r,
 	return -1;
 }
 
-static __always_inline bool fw_blocked(const struct fw_pkt *p, __u64 now)
+/* Is a block possible for p's source? Its bit in the hint, set when a
+ * source is blocked, says so; most frames stop at this one read.
+ */
+static __always_inline bool fw_maybe_blocked(const struct fw_pkt *p)
+{
+	__u32 h = fw_block_hash(p);
+	__u32 word = h >> 6;
+	__u64 *w = bpf_map_lookup_elem(&xdpr_fw_blkhint, &word);
+
+	return w && ((*w >> (h & 63)) & 1);
+}
+
+static __always_inline bool fw_blocked(const struct fw_pkt *p, __u64 *now)
 {
 	struct fw_block_key key = {};
 	struct fw_block *blk;
 
+	if (!fw_maybe_blocked(p))
+		return false;
+	*now = bpf_ktime_get_ns();
 	fw_src_key(p, &key.family, key.addr);
 	blk = bpf_map_lookup_elem(&xdpr_fw_blocked, &key);
-	return blk && blk->until > now;
+	return blk && blk->until > *now;
+}
+
+/* -- the pre-filter ------------------------------------------------------ */
+
+static __always_inline bool fw_word_bit(__u64 *w, __u32 bit)
+{
+	return w && ((*w >> (bit & 63)) & 1);
+}
+
+static __always_inline bool fw_pre_bit(__u32 base, __u32 bit)
+{
+	__u32 word = base + (bit >> 6);
+
+	return fw_word_bit(bpf_map_lookup_elem(&xdpr_fw_pre, &word), bit);
+}
+
+/* An address's bit in a presence bitmap: IPv4 by its /24, IPv6 by a hash of
+ * its /32 (firewall/prefilter.py addr_bit() is the same function).
+ */
+static __always_inline __u32 fw_addr_bit(const __u8 *addr, __u32 family)
+{
+	__u32 top;
+
+	__builtin_memcpy(&top, addr, 4);
+	top = bpf_ntohl(top);
+	if (family == 4)
+		return top >> (32 - FW_PRE_V4_BITS);
+	return (top * FW_PRE_V6_MULT) >> (32 - FW_PRE_V6_BITS);
+}
+
+static __always_inline bool fw_pre_addr(const struct fw_pkt *p, __u32 base,
+					__u32 dir)
+{
+	return fw_pre_bit(base, fw_addr_bit(dir == FW_SRC ? p->src : p->dst,
+					    p->family));
+}
+
+/* Has the set in this slot a prefix near the address (its presence bit)? */
+static __always_inline bool fw_set_near(const struct fw_pkt *p, __u32 slot,
+					__u32 dir)
+{
+	void *words = bpf_map_lookup_elem(&xdpr_fw_set_pre, &slot);
+	__u32 bit, idx;
+
+	if (!words)
+		return false;
+	bit = fw_addr_bit(dir == FW_SRC ? p->src : p->dst, p->family);
+	idx = (p->family == 4 ? 0 : FW_PRE_V4_WORDS) + (bit >> 6);
+	return fw_word_bit(bpf_map_lookup_elem(words, &idx), bit);
+}
+
+/* Can some rule (a policy aside) match p? Every rule is anchored on one
+ * value it names (firewall/prefilter.py), and a frame it matches has that
+ * value: if none of p's values is present, no rule matches. Only the
+ * bitmaps that hold anchors are read. A global function, verified once.
+ */
+__noinline bool fw_candidate(const struct fw_pkt *p, const struct fw_gen *g)
+{
+	__u32 base, pre;
+	bool v4;
+
+	if (!p || !g)
+		return true;
+	base = p->gen * FW_PRE_GEN_WORDS;
+	v4 = p->family == 4;
+	pre = g->pre;
+
+	if (pre & FW_PRE_HAS_ALL)
+		return true;
+	if ((pre & (v4 ? FW_PRE_HAS_SRC4 : FW_PRE_HAS_SRC6)) &&
+	    fw_pre_addr(p, base + (v4 ? FW_PRE_SRC4 : FW_PRE_SRC6), FW_SRC))
+		return true;
+	if ((pre & (v4 ? FW_PRE_HAS_DST4 : FW_PRE_HAS_DST6)) &&
+	    fw_pre_addr(p, base + (v4 ? FW_PRE_DST4 : FW_PRE_DST6), FW_DST))
+		return true;
+	if ((pre & FW_PRE_HAS_DPORT) && fw_pre_bit(base + FW_PRE_DPORT, p->dport))
+		return true;
+	if ((pre & FW_PRE_HAS_SPORT) && fw_pre_bit(base + FW_PRE_SPORT, p->sport))
+		return true;
+	if ((pre & FW_PRE_HAS_PROTO) &&
+	    fw_pre_bit(base + FW_PRE_PROTO, p->proto & 0xff))
+		return true;
+#pragma unroll
+	for (int i = 0; i < FW_MAX_REFS; i++)
+		if ((g->ref_anchor & (1u << i)) &&
+		    fw_set_near(p, g->ref_slot[i] & (FW_MAX_SETS - 1),
+				g->ref_dir[i]))
+			return true;
+	return false;
 }
 
 /* The field bitmaps of one frame, and the set references it misses. */
 struct fw_match {
-	struct fw_bitmap *f[5];
+	union {
+		__u64 id[5];	/* each field's bitmap id, until it is looked up */
+		struct fw_bitmap *f[5];
+	};
 	struct fw_bitmap *unmet[FW_MAX_REFS];
 };
 
@@ -376,6 +513,36 @@ static long fw_step(__u64 i, void *data)
 	return 1;
 }
 
+/* The drop policy of p's interface, for a frame no rule can match, or -1. */
+static __always_inline int fw_policy(const struct fw_pkt *p)
+{
+	struct fw_policy_key key = { .gen = p->gen, .ifindex = p->ifindex };
+	__u32 *pos = bpf_map_lookup_elem(&xdpr_fw_policy, &key);
+	int reason;
+
+	if (!pos)
+		return -1;
+	reason = fw_apply(p, *pos, 0);
+	return reason == -2 ? -1 : reason;
+}
+
+/* The bitmap id of each field: looked up where some rule names the field,
+ * else the generation's bitmap of every rule (all are wildcards there).
+ */
+static __always_inline void fw_field_ids(struct fw_pkt *p,
+					 const struct fw_gen *g, __u64 *ids)
+{
+	__u32 named = g->named;
+	__u32 all = g->all_id;
+
+	ids[0] = (named & (FW_NAMES_IFACE | FW_NAMES_PROTO)) ?
+			 fw_ifproto_id(p, named) : all;
+	ids[1] = (named & FW_NAMES_SRC) ? fw_addr_id(p, FW_SRC) : all;
+	ids[2] = (named & FW_NAMES_DST) ? fw_addr_id(p, FW_DST) : all;
+	ids[3] = (named & FW_NAMES_SPORT) ? fw_port_id(p, FW_SRC, p->sport) : all;
+	ids[4] = (named & FW_NAMES_DPORT) ? fw_port_id(p, FW_DST, p->dport) : all;
+}
+
 /* The rules' verdict for p, or -1. A global function: the verifier checks
  * it once, on its own, instead of once per call site (plain and VLAN-tagged,
  * IPv4 and IPv6), which took the program from 855,172 processed instructions
@@ -384,34 +551,31 @@ static long fw_step(__u64 i, void *data)
 __noinline int fw_classify(struct fw_pkt *p)
 {
 	struct fw_scan s = { .p = p, .reason = -1 };
+	struct fw_bitmap *all, *empty;
 	struct fw_summary *sm[5];
 	struct fw_match *m = &s.m;
-	struct fw_bitmap *empty;
 	struct fw_gen *g;
-	__u32 ids[5];
 
 	if (!p)
 		return -1;
 	g = bpf_map_lookup_elem(&xdpr_fw_gens, &p->gen);
 	if (!g)
 		return -1;
-	/* the clock is read only where it is needed: blocks here, limit rules
-	 * when one matches (a clock read is not cheap in a VM)
+	/* the clock is read only where it is needed: a source the block hint
+	 * names, and a limit rule that matched (a clock read is not cheap in
+	 * a VM)
 	 */
-	if (g->has_block) {
-		s.now = bpf_ktime_get_ns();
-		if (fw_blocked(p, s.now))
-			return REASON_FW_BLOCKED;
-	}
-	ids[0] = fw_ifproto_id(p, g->named);
-	ids[1] = fw_addr_id(p, FW_SRC);
-	ids[2] = fw_addr_id(p, FW_DST);
-	ids[3] = fw_port_id(p, FW_SRC, p->sport);
-	ids[4] = fw_port_id(p, FW_DST, p->dport);
+	if (g->has_block && fw_blocked(p, &s.now))
+		return REASON_FW_BLOCKED;
+	if (!fw_candidate(p, g))
+		return g->has_policy ? fw_policy(p) : -1;
+	fw_field_ids(p, g, m->id);
 	/* First the summaries, from an array: */
 #pragma unroll
 	for (int i = 0; i < 5; i++) {
-		sm[i] = bpf_map_lookup_elem(&xdpr_fw_summary, &ids[i]);
+		__u32 id = m->id[i];
+
+		sm[i] = bpf_map_lookup_elem(&xdpr_fw_summary, &id);
 		if (!sm[i])
 			return -1;	/* a generation being torn down: none match */
 	}
@@ -429,11 +593,16 @@ __noinline int fw_classify(struct fw_pkt *p)
 			    sm[2]->anchor[i] | sm[3]->anchor[i] |
 			    sm[4]->anchor[i]);
 	if (!(s.sum[0] | s.sum[1] | s.sum[2] | s.sum[3]))
-		return -1;	/* the usual case for traffic no rule names */
-	/* ... then, for a frame some rule may match, the whole bitmaps. */
+		return -1;	/* no rule: the policy is a rule too */
+	/* ... then, for a frame some rule may match, the whole bitmaps; the
+	 * one of every rule once for all the fields no rule names.
+	 */
+	all = g->named != FW_NAMES_EVERY ? fw_bitmap(g->all_id) : NULL;
 #pragma unroll
 	for (int i = 0; i < 5; i++) {
-		m->f[i] = fw_bitmap(ids[i]);
+		__u32 id = m->id[i];
+
+		m->f[i] = id == g->all_id && all ? all : fw_bitmap(id);
 		if (!m->f[i])
 			return -1;
 	}
@@ -448,12 +617,17 @@ __noinline int fw_classify(struct fw_pkt *p)
 	for (int i = 0; i < FW_MAX_REFS; i++) {
 		struct fw_bitmap *need = NULL;
 
-		if (i < g->nrefs && !fw_set_has(p, g->ref_slot[i] & (FW_MAX_SETS - 1),
-						g->ref_dir[i]))
+		if (i < g->nrefs &&
+		    !fw_set_has(p, g->ref_slot[i] & (FW_MAX_SETS - 1),
+				g->ref_dir[i]))
 			need = fw_bitmap(g->ref_need[i]);
 		m->unmet[i] = need ? need : empty;
 	}
-	bpf_loop(FW_MAX_STEPS, fw_step, &s, 0);
+	/* the usual match (one candidate word, its first rule decides) in two
+	 * steps without bpf_loop()'s calls; the rest in the loop
+	 */
+	if (!fw_step(0, &s) && !fw_step(1, &s))
+		bpf_loop(FW_MAX_STEPS, fw_step, &s, 0);
 	/* out of steps (a frame matching over a thousand limit rules): fail
 	 * closed, never let it past the rules it did not reach
 	 */
@@ -487,20 +661,16 @@ static __always_inline int fw_verdict(int reason)
 	}
 }
 
-static __always_inline bool fw_enabled(void)
+/* Is any rule loaded, and which generation is live: one read. */
+static __always_inline bool fw_live_gen(__u32 *gen)
 {
 	__u32 key = 0;
 	struct fw_state *st = bpf_map_lookup_elem(&xdpr_fw_state, &key);
 
-	return st && st->enabled;
-}
-
-static __always_inline __u32 fw_gen(void)
-{
-	__u32 key = 0;
-	struct fw_state *st = bpf_map_lookup_elem(&xdpr_fw_state, &key);
-
-	return st ? st->gen & 1 : 0;
+	if (!st || !st->enabled)
+		return false;
+	*gen = st->gen & 1;
+	return true;
 }
 
 /* Ports at l4 if the protocol has them and the datagram holds them (the
@@ -537,9 +707,8 @@ static __always_inline int firewall_ipv4(struct xdp_md *ctx,
 	struct fw_pkt p = {};
 	const void *l3_end = (void *)iph + bpf_ntohs(iph->tot_len);
 
-	if (!fw_enabled())
+	if (!fw_live_gen(&p.gen))
 		return -1;
-	p.gen = fw_gen();
 	p.family = 4;
 	p.ifindex = ctx->ingress_ifindex;
 	p.proto = iph->protocol;
@@ -562,9 +731,8 @@ static __always_inline int firewall_ipv6(struct xdp_md *ctx,
 	const void *l3_end = (void *)(ip6h + 1) + bpf_ntohs(ip6h->payload_len);
 	const void *l4;
 
-	if (!fw_enabled())
+	if (!fw_live_gen(&p.gen))
 		return -1;
-	p.gen = fw_gen();
 	p.family = 6;
 	p.ifindex = ctx->ingress_ifindex;
 	p.len = xdp_frame_len(ctx);

@@ -168,12 +168,14 @@ class BpfMapBatchOpts(ctypes.Structure):
 
 
 # enum bpf_map_type (linux/bpf.h): the ones the project names
+BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_HASH = 5
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
 BPF_MAP_TYPE_LPM_TRIE = 11
 PER_CPU_MAP_TYPES = (BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH)
 BPF_F_NO_PREALLOC = 1 << 0
+BPF_F_MMAPABLE = 1 << 10
 
 BPF_PROG_TYPE_XDP = 6
 BPF_F_XDP_HAS_FRAGS = 1 << 5  # a multi-buffer XDP program (Linux 5.18)

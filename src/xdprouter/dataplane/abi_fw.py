@@ -21,8 +21,52 @@ FW_BLOCK_ENTRIES = 65536  # blocked sources (LRU)
 FW_ANY_PROTO = 0xFFFF  # ifproto key: any protocol
 FW_NAMES_IFACE = 1  # FwGen.named: some rule (or policy) names an interface
 FW_NAMES_PROTO = 2  # FwGen.named: some rule names a protocol
+FW_NAMES_SRC = 4  # FwGen.named: some rule names a source prefix (not a set)
+FW_NAMES_DST = 8
+FW_NAMES_SPORT = 16  # a source port range or an ICMP type
+FW_NAMES_DPORT = 32
 FW_MAX_STEPS = 1024  # bound of the classifier's loop: summary words, candidate words, rules looked at
 FW_EMPTY_BITMAP = FW_MAX_BITMAPS - 1  # all zeros, written once
+
+# The pre-filter (xdpr_fw_pre): per generation, presence bitmaps of the
+# values that some rule is anchored on (firewall/prefilter.py). A frame with
+# no bit set in any of them can match no rule but a policy. IPv4 addresses
+# by their /24 (exact); IPv6 addresses by a hash of their /32.
+FW_PRE_V4_BITS = 24
+FW_PRE_V6_BITS = 21  # the hash's width
+FW_PRE_V6_MULT = 0x9E3779B1  # bit = (top 32 bits * FW_PRE_V6_MULT mod 2^32) >> (32 - FW_PRE_V6_BITS)
+FW_PRE_V4_WORDS = 1 << (FW_PRE_V4_BITS - 6)
+FW_PRE_V6_WORDS = 1 << (FW_PRE_V6_BITS - 6)
+FW_PRE_PORT_WORDS = (FW_PORT_SLOTS + 63) // 64
+FW_PRE_PROTO_WORDS = 4
+# word offsets of the regions in one generation
+FW_PRE_SRC4 = 0
+FW_PRE_DST4 = FW_PRE_SRC4 + FW_PRE_V4_WORDS
+FW_PRE_SRC6 = FW_PRE_DST4 + FW_PRE_V4_WORDS
+FW_PRE_DST6 = FW_PRE_SRC6 + FW_PRE_V6_WORDS
+FW_PRE_SPORT = FW_PRE_DST6 + FW_PRE_V6_WORDS
+FW_PRE_DPORT = FW_PRE_SPORT + FW_PRE_PORT_WORDS
+FW_PRE_PROTO = FW_PRE_DPORT + FW_PRE_PORT_WORDS
+FW_PRE_GEN_WORDS = FW_PRE_PROTO + FW_PRE_PROTO_WORDS
+# a set's own presence bitmap (xdpr_fw_set_pre): its IPv4 /24s, then its IPv6 /32 hashes
+FW_SET_PRE_WORDS = FW_PRE_V4_WORDS + FW_PRE_V6_WORDS
+# sources blocked by limit rules, by a hash of the address: a set bit means
+# "look in xdpr_fw_blocked" (set by the data plane, cleared by the control plane)
+FW_BLOCK_HINT_BITS = 20
+FW_BLOCK_HINT_WORDS = 1 << (FW_BLOCK_HINT_BITS - 6)
+
+
+class FwPre(enum.IntFlag):
+    """FwGen.pre: which presence bitmaps hold anchors (the others are not read)."""
+
+    SRC4 = 1 << 0
+    DST4 = 1 << 1
+    SRC6 = 1 << 2
+    DST6 = 1 << 3
+    SPORT = 1 << 4
+    DPORT = 1 << 5
+    PROTO = 1 << 6
+    ALL = 1 << 7  # a rule anchored on nothing the pre-filter holds: every frame is a candidate
 
 
 class FwAction(enum.IntEnum):
@@ -48,10 +92,14 @@ class FwGen(ctypes.Structure):
         ("nrules", ctypes.c_uint32),
         ("nrefs", ctypes.c_uint32),
         ("has_block", ctypes.c_uint32),  # some limit rule blocks: look at xdpr_fw_blocked
-        ("named", ctypes.c_uint32),  # FW_NAMES_IFACE | FW_NAMES_PROTO: what some rule names (else "any" only)
+        ("named", ctypes.c_uint32),  # FW_NAMES_*: the fields some rule names; the others are not looked up
         ("ref_slot", ctypes.c_uint32 * FW_MAX_REFS),  # set slot
         ("ref_dir", ctypes.c_uint32 * FW_MAX_REFS),  # 0: source, 1: destination
         ("ref_need", ctypes.c_uint32 * FW_MAX_REFS),  # bitmap: rules that need this set to match
+        ("pre", ctypes.c_uint32),  # FwPre: the presence bitmaps to read
+        ("ref_anchor", ctypes.c_uint32),  # bit i: some rule is anchored on reference i (read the set's presence)
+        ("has_policy", ctypes.c_uint32),  # some interface's policy is drop: look it up for a frame no rule can match
+        ("all_id", ctypes.c_uint32),  # bitmap of every position, anchors of the fields no rule names: their bitmap
     ]
 
 
@@ -122,6 +170,12 @@ class FwLpmKey(ctypes.Structure):
     _fields_ = [("prefixlen", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 4), ("addr", ctypes.c_uint8 * 16)]
 
 
+class FwPolicyKey(ctypes.Structure):
+    """``xdpr_fw_policy``: (generation, ifindex) -> position of that interface's drop policy."""
+
+    _fields_ = [("gen", ctypes.c_uint32), ("ifindex", ctypes.c_uint32)]
+
+
 class FwIfprotoKey(ctypes.Structure):
     _fields_ = [("gen", ctypes.c_uint32), ("ifindex", ctypes.c_uint32), ("proto", ctypes.c_uint32)]
 
@@ -177,6 +231,10 @@ MAP_FW_IFPROTO = "xdpr_fw_ifproto"
 MAP_FW_SETS = "xdpr_fw_sets"
 MAP_FW_LIMITS = "xdpr_fw_limits"
 MAP_FW_BLOCKED = "xdpr_fw_blocked"
+MAP_FW_PRE = "xdpr_fw_pre"
+MAP_FW_SET_PRE = "xdpr_fw_set_pre"
+MAP_FW_BLOCK_HINT = "xdpr_fw_blkhint"
+MAP_FW_POLICY = "xdpr_fw_policy"
 FW_MAPS = (
     MAP_FW_STATE,
     MAP_FW_GENS,
@@ -190,4 +248,8 @@ FW_MAPS = (
     MAP_FW_SETS,
     MAP_FW_LIMITS,
     MAP_FW_BLOCKED,
+    MAP_FW_PRE,
+    MAP_FW_SET_PRE,
+    MAP_FW_BLOCK_HINT,
+    MAP_FW_POLICY,
 )

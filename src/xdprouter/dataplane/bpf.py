@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import mmap
 import os
 import time
 from collections.abc import Iterator
@@ -310,6 +311,21 @@ class Map:
             yield nxt.value
             prev = nxt
 
+    @contextlib.contextmanager
+    def mapped(self) -> Iterator[mmap.mmap]:
+        """The values of an array created with BPF_F_MMAPABLE, as shared
+        memory: writes are seen by the program at once."""
+        size = self.info.value_size * self.info.max_entries
+        size = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+        try:
+            mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as e:
+            raise BpfError(f"mapping map {self.name}", e.errno or 0) from None
+        try:
+            yield mm
+        finally:
+            mm.close()
+
     def close(self) -> None:
         if self._owned and self.fd >= 0:
             os.close(self.fd)
@@ -321,6 +337,14 @@ def create_lpm_trie(name: str, key_size: int, value_size: int, max_entries: int)
     opts = L.BpfMapCreateOpts(sz=ctypes.sizeof(L.BpfMapCreateOpts), map_flags=L.BPF_F_NO_PREALLOC)
     fd = L.lib.bpf_map_create(L.BPF_MAP_TYPE_LPM_TRIE, name.encode(), key_size, value_size, max_entries, opts)
     _check(fd, f"creating LPM trie {name}")
+    return Map.from_fd(fd, owned=True)
+
+
+def create_mmapable_array(name: str, value_size: int, max_entries: int) -> Map:
+    """A new array the caller can ``mmap()``, owned by the caller."""
+    opts = L.BpfMapCreateOpts(sz=ctypes.sizeof(L.BpfMapCreateOpts), map_flags=L.BPF_F_MMAPABLE)
+    fd = L.lib.bpf_map_create(L.BPF_MAP_TYPE_ARRAY, name.encode(), 4, value_size, max_entries, opts)
+    _check(fd, f"creating array {name}")
     return Map.from_fd(fd, owned=True)
 
 

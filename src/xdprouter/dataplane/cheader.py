@@ -72,11 +72,17 @@ def c_header() -> str:
     for name in (
         "FW_MAX_RULES FW_WORDS FW_SUMMARY_WORDS FW_MAX_IDS FW_MAX_BITMAPS FW_PORT_SLOTS FW_NOPORT FW_MAX_SETS "
         "FW_MAX_REFS FW_MAX_SET_PREFIXES FW_LIMIT_ENTRIES FW_BLOCK_ENTRIES FW_ANY_PROTO FW_MAX_STEPS FW_EMPTY_BITMAP "
-        "FW_NAMES_IFACE FW_NAMES_PROTO FW_ICMP_SLOT"
+        "FW_NAMES_IFACE FW_NAMES_PROTO FW_NAMES_SRC FW_NAMES_DST FW_NAMES_SPORT FW_NAMES_DPORT FW_ICMP_SLOT "
+        "FW_PRE_V4_BITS FW_PRE_V6_BITS FW_PRE_V4_WORDS FW_PRE_V6_WORDS FW_PRE_SRC4 FW_PRE_DST4 "
+        "FW_PRE_SRC6 FW_PRE_DST6 FW_PRE_SPORT FW_PRE_DPORT FW_PRE_PROTO FW_PRE_GEN_WORDS FW_SET_PRE_WORDS "
+        "FW_BLOCK_HINT_BITS FW_BLOCK_HINT_WORDS"
     ).split():
         out.append(f"#define {name} {getattr(abi_fw, name)}")
+    out.append(f"#define FW_PRE_V6_MULT {abi_fw.FW_PRE_V6_MULT:#x}u")
     out += ["", "enum fw_action {"]
     out += [f"\tFW_{a.name} = {a.value}," for a in abi_fw.FwAction]
+    out += ["};", "", "enum fw_pre {"]
+    out += [f"\tFW_PRE_HAS_{f.name} = {f.value}," for f in abi_fw.FwPre]
     out += ["};", "", "enum fw_rule_flag {"]
     out += [f"\tFW_RULE_{f.name} = {f.value}," for f in abi_fw.FwRuleFlag]
     out += ["};", ""]
@@ -98,6 +104,7 @@ def c_header() -> str:
     )
     structs += (
         abi_fw.FwIfprotoKey,
+        abi_fw.FwPolicyKey,
         abi_fw.FwLimitKey,
         abi_fw.FwLimitState,
         abi_fw.FwBlockKey,

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..dataplane import abi_fw as fw
 from ..errors import UsageError
+from . import prefilter
 from .rules import ACTIONS, Rule
 
 GEN_BITMAPS = fw.FW_MAX_BITMAPS // 2  # bitmap ids per generation (the last id is the empty bitmap)
@@ -27,6 +28,8 @@ class Compiled:
     ifproto: list[tuple[bytes, int]] = field(default_factory=list)
     rules: list[fw.FwRule] = field(default_factory=list)
     gen: fw.FwGen = field(default_factory=fw.FwGen)
+    pre: prefilter.PreFilter = field(default_factory=prefilter.PreFilter)
+    policies: list[tuple[int, int]] = field(default_factory=list)  # (ifindex, position) of each drop policy
 
 
 def is_gone(name: str) -> bool:
@@ -100,7 +103,12 @@ def compile_generation(
     for d, attr in ((0, "src"), (1, "dst")):
         out.lpm += _prefix_stage(entries, attr, d, gen, bm, anchors[attr])
     out.ports = [_port_stage(entries, attr, bm, anchors[attr]) for attr in ("sport", "dport")]
-    out.gen = _gen_stage(entries, set_slots, bm, named)
+    named |= _named(entries)
+    out.pre = prefilter.build(rules, set_slots)
+    out.gen = _gen_stage(entries, set_slots, bm, named, out.pre)
+    out.gen.all_id = _all_stage(entries, bm, anchors, named)
+    out.policies = [(known_ifindex(r.iface or "", links), pos) for pos, r in enumerate(entries) if pos >= len(rules)]
+    out.gen.has_policy = int(bool(out.policies))
     out.bitmaps = {i: _bitmap_bytes(bits, anchor) for (bits, anchor), i in bm.ids.items()}
     return out
 
@@ -258,7 +266,42 @@ def _port_stage(entries: list[Rule], attr: str, bm: _Bitmaps, anchors: int) -> l
     return ids
 
 
-def _gen_stage(entries: list[Rule], set_slots: dict[str, int], bm: _Bitmaps, named: int) -> fw.FwGen:
+def _named(entries: list[Rule]) -> int:
+    """The prefix and port fields some rule names (FwGen.named): the others are not looked up."""
+    named = 0
+    if any(r.src and not r.src.startswith("@") for r in entries):
+        named |= fw.FW_NAMES_SRC
+    if any(r.dst and not r.dst.startswith("@") for r in entries):
+        named |= fw.FW_NAMES_DST
+    if any(r.sport or r.icmp_type is not None for r in entries):
+        named |= fw.FW_NAMES_SPORT
+    if any(r.dport for r in entries):
+        named |= fw.FW_NAMES_DPORT
+    return named
+
+
+_FIELD_NAMES = {
+    "ifproto": fw.FW_NAMES_IFACE | fw.FW_NAMES_PROTO,
+    "src": fw.FW_NAMES_SRC,
+    "dst": fw.FW_NAMES_DST,
+    "sport": fw.FW_NAMES_SPORT,
+    "dport": fw.FW_NAMES_DPORT,
+}
+
+
+def _all_stage(entries: list[Rule], bm: _Bitmaps, anchors: dict[str, int], named: int) -> int:
+    """The bitmap of every position, which stands for each field no rule
+    names; it carries those fields' anchors (rules naming only sets, or nothing)."""
+    wild = 0
+    for attr, flags in _FIELD_NAMES.items():
+        if not named & flags:
+            wild |= anchors[attr]
+    return bm.id((1 << len(entries)) - 1, wild)
+
+
+def _gen_stage(
+    entries: list[Rule], set_slots: dict[str, int], bm: _Bitmaps, named: int, pre: prefilter.PreFilter
+) -> fw.FwGen:
     """The generation's header: rule count, and the rules that need each
     (set, direction) to match."""
     refs: dict[tuple[int, int], int] = {}
@@ -270,11 +313,13 @@ def _gen_stage(entries: list[Rule], set_slots: dict[str, int], bm: _Bitmaps, nam
     if len(refs) > fw.FW_MAX_REFS:
         raise UsageError(f"rules reference {len(refs)} (set, direction) pairs, at most {fw.FW_MAX_REFS}")
     has_block = int(any(r.block_after for r in entries))
-    g = fw.FwGen(nrules=len(entries), nrefs=len(refs), has_block=has_block, named=named)
+    g = fw.FwGen(nrules=len(entries), nrefs=len(refs), has_block=has_block, named=named, pre=pre.flags)
     for i, ((slot, d), bits) in enumerate(refs.items()):
         g.ref_slot[i] = slot
         g.ref_dir[i] = d
         g.ref_need[i] = bm.id(bits)
+        if (slot, d) in pre.ref_anchors:
+            g.ref_anchor |= 1 << i
     return g
 
 

@@ -13,6 +13,7 @@ from ..dataplane import bpf
 from ..dataplane.abi import Counter
 from ..dataplane.instance import Instance
 from ..errors import UsageError
+from . import prefilter
 from .compiler import GEN_BITMAPS, LPM_KEY, Compiled, assign_ids, compile_generation, decode, ifindex_of
 from .rules import Rule
 
@@ -106,13 +107,20 @@ class Tables:
         keys = b"".join(_set_key(f, raw, plen) for f, raw, plen in prefixes)
         count = len(keys) // LPM_KEY.size
         trie = bpf.create_lpm_trie(f"xdpr_set{slot}", LPM_KEY.size, 1, fw.FW_MAX_SET_PREFIXES)
+        presence = bpf.create_mmapable_array(f"xdpr_setpre{slot}", 8, fw.FW_SET_PRE_WORDS)
         try:
             trie.update_batch(keys, b"\1" * count, count)
+            with presence.mapped() as mm:
+                mm[: fw.FW_SET_PRE_WORDS * 8] = prefilter.set_presence(prefixes)
             # Swapping the trie in is one pointer write: frames see the old
-            # set or the new one, never a half-filled one.
+            # set or the new one, never a half-filled one. Its presence bitmap
+            # goes in first; in between, a frame the bitmap rules out sees
+            # the new set (it is not in it), one it lets through the old trie.
+            self.maps[fw.MAP_FW_SET_PRE].update(slot, presence.fd)
             self.maps[fw.MAP_FW_SETS].update(slot, trie.fd)
         finally:
             trie.close()
+            presence.close()
         st = self.state()
         st.sets[slot] = fw.FwSetInfo(used=1, count=count)
         st.sets[slot].name[: len(name.encode())] = list(name.encode())
@@ -143,6 +151,7 @@ class Tables:
         st.sets[slot] = fw.FwSetInfo()
         self.maps[fw.MAP_FW_STATE].update(0, st)
         self.maps[fw.MAP_FW_SETS].delete(slot)
+        self.maps[fw.MAP_FW_SET_PRE].delete(slot)
 
     # -- compiling and applying ---------------------------------------------
 
@@ -219,6 +228,18 @@ class Tables:
         for key, _, block in self.blocks():
             if block is not None and block.rule_id not in keep:
                 self.maps[fw.MAP_FW_BLOCKED].delete(key)
+        self._rebuild_block_hint()
+
+    def _rebuild_block_hint(self) -> None:
+        """The block hint of the sources still blocked. A source the data
+        plane blocks meanwhile sets its bit again (an atomic OR), so the only
+        loss is a block made between the read and the write, which then
+        waits for its next over-limit frame to be noticed."""
+        hint = bytearray(fw.FW_BLOCK_HINT_WORDS * 8)
+        for key, _, _ in self.blocks():
+            prefilter.set_bit(hint, prefilter.block_hash(bytes(key.addr)))
+        n = fw.FW_BLOCK_HINT_WORDS
+        self.maps[fw.MAP_FW_BLOCK_HINT].update_batch(struct.pack(f"<{n}I", *range(n)), bytes(hint), n)
 
     def blocks(self) -> list[tuple[fw.FwBlockKey, ipaddress.IPv4Address | ipaddress.IPv6Address, fw.FwBlock | None]]:
         """Every blocked source: its key, its address, its block (None if it just went)."""
@@ -233,11 +254,13 @@ class Tables:
     def unblock(self, sources: list[str] | None) -> int:
         """Lift the blocks of these sources (all with None); how many were lifted."""
         wanted = {ipaddress.ip_address(a) for a in sources} if sources is not None else None
-        return sum(
+        lifted = sum(
             self.maps[fw.MAP_FW_BLOCKED].delete(key)
             for key, addr, _ in self.blocks()
             if wanted is None or addr in wanted
         )
+        self._rebuild_block_hint()
+        return lifted
 
     def _write(self, c: Compiled, gen: int) -> None:
         bitmaps = self.maps[fw.MAP_FW_BITMAPS]
@@ -259,6 +282,11 @@ class Tables:
             base = (gen * 2 + d) * fw.FW_PORT_SLOTS
             keys = struct.pack(f"<{fw.FW_PORT_SLOTS}I", *range(base, base + fw.FW_PORT_SLOTS))
             ports.update_batch(keys, struct.pack(f"<{fw.FW_PORT_SLOTS}I", *c.ports[d]), fw.FW_PORT_SLOTS)
+        with self.maps[fw.MAP_FW_PRE].mapped() as mm:
+            at = gen * fw.FW_PRE_GEN_WORDS * 8
+            mm[at : at + len(c.pre.words)] = c.pre.words
+        for ifindex, pos in c.policies:
+            self.maps[fw.MAP_FW_POLICY].update(fw.FwPolicyKey(gen=gen, ifindex=ifindex), pos)
         if c.rules:
             n = len(c.rules)
             keys = struct.pack(f"<{n}I", *range(gen * fw.FW_MAX_RULES, gen * fw.FW_MAX_RULES + n))
@@ -276,11 +304,12 @@ class Tables:
         for raw in list(lpm.raw_keys()):
             if raw[4] == gen:
                 lpm.delete(fw.FwLpmKey.from_buffer_copy(raw))
-        ifp = self.maps[fw.MAP_FW_IFPROTO]
-        for raw in list(ifp.raw_keys()):
-            key = fw.FwIfprotoKey.from_buffer_copy(raw)
-            if key.gen == gen:
-                ifp.delete(key)
+        for name, key_type in ((fw.MAP_FW_IFPROTO, fw.FwIfprotoKey), (fw.MAP_FW_POLICY, fw.FwPolicyKey)):
+            m = self.maps[name]
+            for raw in list(m.raw_keys()):
+                key = key_type.from_buffer_copy(raw)
+                if key.gen == gen:
+                    m.delete(key)
         bitmaps = self.maps[fw.MAP_FW_BITMAPS]
         lo, hi = gen * GEN_BITMAPS, (gen + 1) * GEN_BITMAPS
         for raw in list(bitmaps.raw_keys()):

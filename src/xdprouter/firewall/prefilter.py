@@ -1,0 +1,165 @@
+"""The firewall's pre-filter: presence bitmaps of the values rules are anchored on.
+
+Every rule (the interface policies aside) is anchored on one value it names:
+its source prefix, else its destination prefix, else the set it takes a
+source or destination from, else its destination ports, its source ports or
+ICMP type, its protocol; a rule that names none of these is anchored on
+everything. A frame that a rule matches has that rule's anchor value, so a
+frame none of whose values is present in the bitmaps can match no rule:
+the data plane (``fw_candidate()`` in bpf/include/firewall.h) tells so from
+a few array reads, and only the other frames are classified.
+
+Addresses are kept by their IPv4 /24 (exact: 2 MiB a direction) or by a
+hash of their IPv6 /32 (2^21 bits). Sets have their own bitmap, swapped in
+with the set, so a set can change without recompiling the rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+from ..dataplane import abi_fw as fw
+from .rules import Rule
+
+_MASK32 = (1 << 32) - 1
+V6_HASHED_MIN = 16  # an IPv6 prefix shorter than this sets too many /32s: anchored on everything
+
+
+def v6_bit(top32: int) -> int:
+    """The bit of an IPv6 address's /32 (``fw_addr_bit()`` in firewall.h)."""
+    return ((top32 * fw.FW_PRE_V6_MULT) & _MASK32) >> (32 - fw.FW_PRE_V6_BITS)
+
+
+def block_hash(raw: bytes) -> int:
+    """A source's bit in the block hint: the XOR of its four native-order
+    32-bit words (an IPv4 source padded with zeros), hashed (``fw_block_hash()``)."""
+    a, b, c, d = struct.unpack("<4I", raw.ljust(16, b"\0"))
+    return (((a ^ b ^ c ^ d) * fw.FW_PRE_V6_MULT) & _MASK32) >> (32 - fw.FW_BLOCK_HINT_BITS)
+
+
+def set_bit(buf: bytearray, bit: int) -> None:
+    buf[bit >> 3] |= 1 << (bit & 7)
+
+
+def set_range(buf: bytearray, start: int, count: int) -> None:
+    """Set bits [start, start + count): whole bytes with one slice assignment."""
+    end = start + count
+    while start < end and start & 7:
+        set_bit(buf, start)
+        start += 1
+    whole = (end - start) >> 3
+    if whole:
+        buf[start >> 3 : (start >> 3) + whole] = b"\xff" * whole
+        start += whole << 3
+    while start < end:
+        set_bit(buf, start)
+        start += 1
+
+
+def add_prefix(v4: bytearray, v6: bytearray, family: int, addr: int, plen: int) -> bool:
+    """Mark the prefix (``addr`` an int of its family's width) in the family's
+    bitmap; False for an IPv6 prefix too short to mark (anchor on everything)."""
+    if family == 4:
+        if plen >= fw.FW_PRE_V4_BITS:
+            set_bit(v4, addr >> (32 - fw.FW_PRE_V4_BITS))
+        else:
+            set_range(v4, addr >> (32 - fw.FW_PRE_V4_BITS), 1 << (fw.FW_PRE_V4_BITS - plen))
+        return True
+    if plen < V6_HASHED_MIN:
+        return False
+    top = addr >> 96
+    for i in range(1 << max(0, 32 - plen)):
+        set_bit(v6, v6_bit(top + i))
+    return True
+
+
+def _bitmap(words: int) -> bytearray:
+    return bytearray(words * 8)
+
+
+def set_presence(prefixes: list[tuple[int, bytes, int]]) -> bytes:
+    """A set's presence bitmap (FW_SET_PRE_WORDS words: IPv4, then IPv6)."""
+    v4, v6 = _bitmap(fw.FW_PRE_V4_WORDS), _bitmap(fw.FW_PRE_V6_WORDS)
+    shift = 32 - fw.FW_PRE_V4_BITS
+    for family, raw, plen in prefixes:
+        if family == 4 and plen >= fw.FW_PRE_V4_BITS:  # the bulk of a large set: inline
+            top = int.from_bytes(raw, "big") >> shift
+            v4[top >> 3] |= 1 << (top & 7)
+        elif not add_prefix(v4, v6, family, int.from_bytes(raw, "big"), plen):
+            set_range(v6, 0, fw.FW_PRE_V6_WORDS * 64)  # a very short IPv6 prefix: every /32
+    return bytes(v4 + v6)
+
+
+@dataclass
+class PreFilter:
+    """One generation's pre-filter: the bitmaps (FW_PRE_GEN_WORDS words),
+    which of them hold anchors, and the set references rules are anchored on."""
+
+    words: bytes = b""
+    flags: fw.FwPre = fw.FwPre(0)
+    ref_anchors: set[tuple[int, int]] = field(default_factory=set)  # (set slot, direction)
+
+
+def anchor(r: Rule) -> str:
+    """The field a rule is anchored on in the pre-filter."""
+    for attr in ("src", "dst"):
+        value = getattr(r, attr)
+        if value and not value.startswith("@"):
+            return attr
+    for attr in ("src", "dst"):
+        if getattr(r, attr):
+            return f"{attr}_set"
+    if r.dport:
+        return "dport"
+    if r.sport or r.icmp_type is not None:
+        return "sport"
+    return "proto" if r.proto is not None else "all"
+
+
+def build(rules: list[Rule], set_slots: dict[str, int]) -> PreFilter:
+    """The pre-filter of ``rules`` (the policies not among them)."""
+    out = PreFilter()
+    regions = {
+        ("src", 4): _bitmap(fw.FW_PRE_V4_WORDS),
+        ("dst", 4): _bitmap(fw.FW_PRE_V4_WORDS),
+        ("src", 6): _bitmap(fw.FW_PRE_V6_WORDS),
+        ("dst", 6): _bitmap(fw.FW_PRE_V6_WORDS),
+    }
+    flag = {("src", 4): fw.FwPre.SRC4, ("dst", 4): fw.FwPre.DST4, ("src", 6): fw.FwPre.SRC6, ("dst", 6): fw.FwPre.DST6}
+    ports = {"sport": _bitmap(fw.FW_PRE_PORT_WORDS), "dport": _bitmap(fw.FW_PRE_PORT_WORDS)}
+    protos = _bitmap(fw.FW_PRE_PROTO_WORDS)
+    for r in rules:
+        kind = anchor(r)
+        if kind in ("src", "dst"):
+            net = ipaddress.ip_network(getattr(r, kind))
+            v4, v6 = regions[(kind, 4)], regions[(kind, 6)]
+            if add_prefix(v4, v6, net.version, int(net.network_address), net.prefixlen):
+                out.flags |= flag[(kind, net.version)]
+            else:
+                out.flags |= fw.FwPre.ALL
+        elif kind.endswith("_set"):
+            attr = kind[:3]
+            out.ref_anchors.add((set_slots[getattr(r, attr)[1:]], 0 if attr == "src" else 1))
+        elif kind in ("sport", "dport"):
+            lo, hi = (fw.FW_ICMP_SLOT + r.icmp_type,) * 2 if r.icmp_type is not None else getattr(r, kind)
+            set_range(ports[kind], lo, hi - lo + 1)
+            out.flags |= fw.FwPre.SPORT if kind == "sport" else fw.FwPre.DPORT
+        elif kind == "proto":
+            assert r.proto is not None
+            set_bit(protos, r.proto)
+            out.flags |= fw.FwPre.PROTO
+        else:
+            out.flags |= fw.FwPre.ALL
+    out.words = bytes(
+        regions[("src", 4)]
+        + regions[("dst", 4)]
+        + regions[("src", 6)]
+        + regions[("dst", 6)]
+        + ports["sport"]
+        + ports["dport"]
+        + protos
+    )
+    assert len(out.words) == fw.FW_PRE_GEN_WORDS * 8
+    return out

@@ -345,25 +345,48 @@ static __always_inline __u32 fw_addr_bit(const __u8 *addr, __u32 family)
 	return (top * FW_PRE_V6_MULT) >> (32 - FW_PRE_V6_BITS);
 }
 
+/* An address's coarse bit, then its fine one, at word offsets coarse and
+ * fine of map (the pre-filter, or a set's presence bitmaps).
+ */
+static __always_inline bool fw_addr_present(void *map, const __u8 *addr,
+					    __u32 family, __u32 coarse,
+					    __u32 fine)
+{
+	__u32 bit = fw_addr_bit(addr, family);
+	__u32 cbit = bit >> (family == 4 ? FW_PRE_V4_COARSE_SHIFT :
+					   FW_PRE_V6_COARSE_SHIFT);
+	__u32 word = coarse + (cbit >> 6);
+
+	if (!fw_word_bit(bpf_map_lookup_elem(map, &word), cbit))
+		return false;
+	word = fine + (bit >> 6);
+	return fw_word_bit(bpf_map_lookup_elem(map, &word), bit);
+}
+
 static __always_inline bool fw_pre_addr(const struct fw_pkt *p, __u32 base,
 					__u32 dir)
 {
-	return fw_pre_bit(base, fw_addr_bit(dir == FW_SRC ? p->src : p->dst,
-					    p->family));
+	bool v4 = p->family == 4;
+	bool src = dir == FW_SRC;
+
+	return fw_addr_present(&xdpr_fw_pre, src ? p->src : p->dst, p->family,
+			       base + (src ? (v4 ? FW_PRE_SRC4C : FW_PRE_SRC6C) :
+					     (v4 ? FW_PRE_DST4C : FW_PRE_DST6C)),
+			       base + (src ? (v4 ? FW_PRE_SRC4 : FW_PRE_SRC6) :
+					     (v4 ? FW_PRE_DST4 : FW_PRE_DST6)));
 }
 
-/* Has the set in this slot a prefix near the address (its presence bit)? */
+/* Has the set in this slot a prefix near the address (its presence bits)? */
 static __always_inline bool fw_set_near(const struct fw_pkt *p, __u32 slot,
 					__u32 dir)
 {
 	void *words = bpf_map_lookup_elem(&xdpr_fw_set_pre, &slot);
-	__u32 bit, idx;
+	bool v4 = p->family == 4;
 
-	if (!words)
-		return false;
-	bit = fw_addr_bit(dir == FW_SRC ? p->src : p->dst, p->family);
-	idx = (p->family == 4 ? 0 : FW_PRE_V4_WORDS) + (bit >> 6);
-	return fw_word_bit(bpf_map_lookup_elem(words, &idx), bit);
+	return words &&
+	       fw_addr_present(words, dir == FW_SRC ? p->src : p->dst,
+			       p->family, v4 ? FW_SET_PRE_V4C : FW_SET_PRE_V6C,
+			       v4 ? FW_SET_PRE_V4 : FW_SET_PRE_V6);
 }
 
 /* Can some rule (a policy aside) match p? Every rule is anchored on one
@@ -385,10 +408,10 @@ __noinline bool fw_candidate(const struct fw_pkt *p, const struct fw_gen *g)
 	if (pre & FW_PRE_HAS_ALL)
 		return true;
 	if ((pre & (v4 ? FW_PRE_HAS_SRC4 : FW_PRE_HAS_SRC6)) &&
-	    fw_pre_addr(p, base + (v4 ? FW_PRE_SRC4 : FW_PRE_SRC6), FW_SRC))
+	    fw_pre_addr(p, base, FW_SRC))
 		return true;
 	if ((pre & (v4 ? FW_PRE_HAS_DST4 : FW_PRE_HAS_DST6)) &&
-	    fw_pre_addr(p, base + (v4 ? FW_PRE_DST4 : FW_PRE_DST6), FW_DST))
+	    fw_pre_addr(p, base, FW_DST))
 		return true;
 	if ((pre & FW_PRE_HAS_DPORT) && fw_pre_bit(base + FW_PRE_DPORT, p->dport))
 		return true;

@@ -31,28 +31,44 @@ FW_EMPTY_BITMAP = FW_MAX_BITMAPS - 1  # all zeros, written once
 # The pre-filter (xdpr_fw_pre): per generation, presence bitmaps of the
 # values that some rule is anchored on (firewall/prefilter.py). A frame with
 # no bit set in any of them can match no rule but a policy. IPv4 addresses
-# by their /24 (exact); IPv6 addresses by a hash of their /32.
+# by their /24 (exact); IPv6 addresses by a hash of their /32. Each address
+# bitmap has a coarse one in front (a bit per 2^FW_PRE_*_COARSE_SHIFT of its
+# bits, 8 KiB, the IPv4 /16s): most frames stop there, in two hot pages,
+# instead of a random page of the 2 MiB fine bitmap (a TLB miss in a VM).
 FW_PRE_V4_BITS = 24
 FW_PRE_V6_BITS = 21  # the hash's width
 FW_PRE_V6_MULT = 0x9E3779B1  # bit = (top 32 bits * FW_PRE_V6_MULT mod 2^32) >> (32 - FW_PRE_V6_BITS)
+FW_PRE_COARSE_BITS = 16
+FW_PRE_V4_COARSE_SHIFT = FW_PRE_V4_BITS - FW_PRE_COARSE_BITS
+FW_PRE_V6_COARSE_SHIFT = FW_PRE_V6_BITS - FW_PRE_COARSE_BITS
+FW_PRE_COARSE_WORDS = 1 << (FW_PRE_COARSE_BITS - 6)
 FW_PRE_V4_WORDS = 1 << (FW_PRE_V4_BITS - 6)
 FW_PRE_V6_WORDS = 1 << (FW_PRE_V6_BITS - 6)
 FW_PRE_PORT_WORDS = (FW_PORT_SLOTS + 63) // 64
 FW_PRE_PROTO_WORDS = 4
-# word offsets of the regions in one generation
-FW_PRE_SRC4 = 0
+# word offsets of the regions in one generation: the small ones first
+FW_PRE_SRC4C = 0
+FW_PRE_DST4C = FW_PRE_SRC4C + FW_PRE_COARSE_WORDS
+FW_PRE_SRC6C = FW_PRE_DST4C + FW_PRE_COARSE_WORDS
+FW_PRE_DST6C = FW_PRE_SRC6C + FW_PRE_COARSE_WORDS
+FW_PRE_SPORT = FW_PRE_DST6C + FW_PRE_COARSE_WORDS
+FW_PRE_DPORT = FW_PRE_SPORT + FW_PRE_PORT_WORDS
+FW_PRE_PROTO = FW_PRE_DPORT + FW_PRE_PORT_WORDS
+FW_PRE_SRC4 = FW_PRE_PROTO + FW_PRE_PROTO_WORDS
 FW_PRE_DST4 = FW_PRE_SRC4 + FW_PRE_V4_WORDS
 FW_PRE_SRC6 = FW_PRE_DST4 + FW_PRE_V4_WORDS
 FW_PRE_DST6 = FW_PRE_SRC6 + FW_PRE_V6_WORDS
-FW_PRE_SPORT = FW_PRE_DST6 + FW_PRE_V6_WORDS
-FW_PRE_DPORT = FW_PRE_SPORT + FW_PRE_PORT_WORDS
-FW_PRE_PROTO = FW_PRE_DPORT + FW_PRE_PORT_WORDS
-FW_PRE_GEN_WORDS = FW_PRE_PROTO + FW_PRE_PROTO_WORDS
-# a set's own presence bitmap (xdpr_fw_set_pre): its IPv4 /24s, then its IPv6 /32 hashes
-FW_SET_PRE_WORDS = FW_PRE_V4_WORDS + FW_PRE_V6_WORDS
+FW_PRE_GEN_WORDS = FW_PRE_DST6 + FW_PRE_V6_WORDS
+# a set's own presence bitmaps (xdpr_fw_set_pre): IPv4 coarse, IPv6 coarse, IPv4, IPv6
+FW_SET_PRE_V4C = 0
+FW_SET_PRE_V6C = FW_PRE_COARSE_WORDS
+FW_SET_PRE_V4 = 2 * FW_PRE_COARSE_WORDS
+FW_SET_PRE_V6 = FW_SET_PRE_V4 + FW_PRE_V4_WORDS
+FW_SET_PRE_WORDS = FW_SET_PRE_V6 + FW_PRE_V6_WORDS
 # sources blocked by limit rules, by a hash of the address: a set bit means
-# "look in xdpr_fw_blocked" (set by the data plane, cleared by the control plane)
-FW_BLOCK_HINT_BITS = 20
+# "look in xdpr_fw_blocked" (set by the data plane, cleared by the control
+# plane); 8 KiB, so it stays in cache
+FW_BLOCK_HINT_BITS = 16
 FW_BLOCK_HINT_WORDS = 1 << (FW_BLOCK_HINT_BITS - 6)
 
 

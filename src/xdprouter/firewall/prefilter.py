@@ -79,6 +79,23 @@ def _bitmap(words: int) -> bytearray:
     return bytearray(words * 8)
 
 
+def coarse(fine: bytes, shift: int) -> bytes:
+    """The coarse bitmap of a fine one: bit j set when any of the fine bits
+    [j << shift, (j + 1) << shift) is (``fw_addr_present()``)."""
+    out = _bitmap(fw.FW_PRE_COARSE_WORDS)
+    k = (1 << shift) >> 5  # 32-bit fine words per coarse bit
+    words = memoryview(fine).cast("I").tolist()
+    if k == 1:
+        for j, w in enumerate(words):
+            if w:
+                set_bit(out, j)
+    else:
+        for j in range(len(words) // k):
+            if any(words[j * k : (j + 1) * k]):
+                set_bit(out, j)
+    return bytes(out)
+
+
 def set_presence(prefixes: list[tuple[int, bytes, int]]) -> bytes:
     """A set's presence bitmap (FW_SET_PRE_WORDS words: IPv4, then IPv6)."""
     v4, v6 = _bitmap(fw.FW_PRE_V4_WORDS), _bitmap(fw.FW_PRE_V6_WORDS)
@@ -89,7 +106,9 @@ def set_presence(prefixes: list[tuple[int, bytes, int]]) -> bytes:
             v4[top >> 3] |= 1 << (top & 7)
         elif not add_prefix(v4, v6, family, int.from_bytes(raw, "big"), plen):
             set_range(v6, 0, fw.FW_PRE_V6_WORDS * 64)  # a very short IPv6 prefix: every /32
-    return bytes(v4 + v6)
+    out = coarse(v4, fw.FW_PRE_V4_COARSE_SHIFT) + coarse(v6, fw.FW_PRE_V6_COARSE_SHIFT) + v4 + v6
+    assert len(out) == fw.FW_SET_PRE_WORDS * 8
+    return bytes(out)
 
 
 @dataclass
@@ -152,14 +171,10 @@ def build(rules: list[Rule], set_slots: dict[str, int]) -> PreFilter:
             out.flags |= fw.FwPre.PROTO
         else:
             out.flags |= fw.FwPre.ALL
-    out.words = bytes(
-        regions[("src", 4)]
-        + regions[("dst", 4)]
-        + regions[("src", 6)]
-        + regions[("dst", 6)]
-        + ports["sport"]
-        + ports["dport"]
-        + protos
+    fine = [regions[("src", 4)], regions[("dst", 4)], regions[("src", 6)], regions[("dst", 6)]]
+    shifts = [fw.FW_PRE_V4_COARSE_SHIFT] * 2 + [fw.FW_PRE_V6_COARSE_SHIFT] * 2
+    out.words = b"".join(
+        [coarse(f, sh) for f, sh in zip(fine, shifts, strict=True)] + [ports["sport"], ports["dport"], protos] + fine
     )
     assert len(out.words) == fw.FW_PRE_GEN_WORDS * 8
     return out

@@ -170,3 +170,19 @@ def test_blocks_can_be_lifted_and_go_with_their_rule(fl: FwLab) -> None:
     assert fl.run(fl.frame()).reason != Reason.FW_BLOCKED
     bad = fl.lab.xdprouter("firewall", "unblock", check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("xdprouter: error:")
+
+
+def test_lifting_one_block_keeps_the_others(fl: FwLab) -> None:
+    """Blocks are looked up only for sources whose bit the block hint has
+    (set by the program); lifting one block rebuilds the hint in Python from
+    the blocks left, with Python's copy of the program's hash: the other
+    sources must stay blocked, IPv4 and IPv6 alike."""
+    limit(fl, pps=1, burst=1, block_after=2, block_seconds=60)
+    sources = ["10.1.0.2", "10.1.0.7", "10.1.0.9"]
+    for src in sources:
+        frame = fl.frame(IP(src=src, dst="10.2.0.2"), UDP())
+        assert reasons(fl, 4, frame)[-1] == Reason.FW_BLOCKED
+    fl.fw(lambda f: f.unblock(["10.1.0.7"]))
+    for src in sources:
+        got = fl.run(fl.frame(IP(src=src, dst="10.2.0.2"), UDP())).reason
+        assert (got == Reason.FW_BLOCKED) == (src != "10.1.0.7"), (src, got)  # lifted: back to its empty bucket

@@ -435,7 +435,7 @@ struct fw_match {
 		__u64 id[5];	/* each field's bitmap id, until it is looked up */
 		struct fw_bitmap *f[5];
 	};
-	struct fw_bitmap *unmet[FW_MAX_REFS];
+	__u32 unmet[FW_MAX_REFS];	/* bitmap ids, FW_NO_BITMAP for none */
 };
 
 /* Word w of the AND of every field, without the rules whose set missed. */
@@ -451,8 +451,15 @@ static __always_inline __u64 fw_word(const struct fw_match *m, __u32 w)
 	v = m->f[0]->words[w] & m->f[1]->words[w] & m->f[2]->words[w] &
 	    m->f[3]->words[w] & m->f[4]->words[w];
 #pragma unroll
-	for (int i = 0; i < FW_MAX_REFS; i++)
-		v &= ~m->unmet[i]->words[w];
+	for (int i = 0; i < FW_MAX_REFS; i++) {
+		struct fw_bitmap *need;
+
+		if (m->unmet[i] == FW_NO_BITMAP)
+			continue;
+		need = fw_bitmap(m->unmet[i]);
+		if (need)
+			v &= ~need->words[w];
+	}
 	return v;
 }
 
@@ -574,7 +581,8 @@ static __always_inline void fw_field_ids(struct fw_pkt *p,
 __noinline int fw_classify(struct fw_pkt *p)
 {
 	struct fw_scan s = { .p = p, .reason = -1 };
-	struct fw_bitmap *all, *empty;
+	struct fw_bitmap *any;
+	__u32 unnamed;
 	struct fw_summary *sm[5];
 	struct fw_match *m = &s.m;
 	struct fw_gen *g;
@@ -617,34 +625,42 @@ __noinline int fw_classify(struct fw_pkt *p)
 			    sm[4]->anchor[i]);
 	if (!(s.sum[0] | s.sum[1] | s.sum[2] | s.sum[3]))
 		return -1;	/* no rule: the policy is a rule too */
-	/* ... then, for a frame some rule may match, the whole bitmaps; the
-	 * one of every rule once for all the fields no rule names.
+	/* ... then, for a frame some rule may match, the whole bitmaps. A
+	 * field no rule names takes another field's bitmap (an AND is the same
+	 * twice), the bitmap of every rule only when no field is named.
 	 */
-	all = g->named != FW_NAMES_EVERY ? fw_bitmap(g->all_id) : NULL;
+	any = NULL;
+	unnamed = 0;
 #pragma unroll
 	for (int i = 0; i < 5; i++) {
 		__u32 id = m->id[i];
 
-		m->f[i] = id == g->all_id && all ? all : fw_bitmap(id);
+		if (id == g->all_id) {
+			unnamed |= 1u << i;
+			continue;
+		}
+		m->f[i] = fw_bitmap(id);
 		if (!m->f[i])
 			return -1;
+		any = m->f[i];
 	}
-	/* Rules on a set the address is not in are taken out; every pointer
-	 * is a real bitmap (the empty one when nothing is taken out), so the
-	 * verifier sees one shape of fw_match, not 2^FW_MAX_REFS.
-	 */
-	empty = fw_bitmap(FW_EMPTY_BITMAP);
-	if (!empty)
-		return -1;
+	if (!any) {
+		any = fw_bitmap(g->all_id);
+		if (!any)
+			return -1;
+	}
+#pragma unroll
+	for (int i = 0; i < 5; i++)
+		if (unnamed & (1u << i))
+			m->f[i] = any;
+	/* Rules on a set the address is not in are taken out. */
 #pragma unroll
 	for (int i = 0; i < FW_MAX_REFS; i++) {
-		struct fw_bitmap *need = NULL;
-
+		m->unmet[i] = FW_NO_BITMAP;
 		if (i < g->nrefs &&
 		    !fw_set_has(p, g->ref_slot[i] & (FW_MAX_SETS - 1),
 				g->ref_dir[i]))
-			need = fw_bitmap(g->ref_need[i]);
-		m->unmet[i] = need ? need : empty;
+			m->unmet[i] = g->ref_need[i];
 	}
 	/* the usual match (one candidate word, its first rule decides) in two
 	 * steps without bpf_loop()'s calls; the rest in the loop

@@ -28,11 +28,13 @@ if TYPE_CHECKING:
 _log: list[str] = []
 
 
+_print_buf = ctypes.create_string_buffer(1 << 20)  # a verifier log comes in one call: room for its end
+
+
 @L.LIBBPF_PRINT_FN
 def _print(level: int, fmt: bytes, args: int) -> int:
-    buf = ctypes.create_string_buffer(4096)
-    L.libc.vsnprintf(buf, len(buf), fmt, args)
-    _log.append(buf.value.decode(errors="replace"))
+    L.libc.vsnprintf(_print_buf, len(_print_buf), fmt, args)
+    _log.append(_print_buf.value.decode(errors="replace"))
     return 0
 
 

@@ -160,17 +160,42 @@ static __always_inline __u32 fw_ifproto_id(const struct fw_pkt *p, __u32 named)
 	return fw_id(id);
 }
 
+/* Is the IPv4 address in the set in this slot? Its /16 is held whole, or
+ * its /24's leaf has the address's bit. One map: the set's IPv4 part
+ * changes with one pointer.
+ */
+static __always_inline bool fw_set_has4(const __u8 *addr, __u32 slot)
+{
+	void *leaves = bpf_map_lookup_elem(&xdpr_fw_setleaf, &slot);
+	struct fw_set_leaf *leaf;
+	__u32 host, key;
+
+	if (!leaves)
+		return false;
+	__builtin_memcpy(&host, addr, 4);
+	host = bpf_ntohl(host);
+	key = FW_SET_LEAF_16 | (host >> 16);
+	if (bpf_map_lookup_elem(leaves, &key))
+		return true;
+	key = host >> 8;
+	leaf = bpf_map_lookup_elem(leaves, &key);
+	return leaf && ((leaf->bits[(host & 0xff) >> 3] >> (host & 7)) & 1);
+}
+
 /* Is the address in the set in this slot? */
 static __always_inline bool fw_set_has(const struct fw_pkt *p, __u32 slot,
 				       __u32 dir)
 {
 	struct fw_lpm_key key = {};
-	void *trie = bpf_map_lookup_elem(&xdpr_fw_sets, &slot);
+	void *trie;
 
+	if (p->family == 4)
+		return fw_set_has4(dir == FW_SRC ? p->src : p->dst, slot);
+	trie = bpf_map_lookup_elem(&xdpr_fw_sets, &slot);
 	if (!trie)
 		return false;
-	key.prefixlen = 32 + (p->family == 4 ? 32 : 128);
-	key.tag[2] = p->family;
+	key.prefixlen = 32 + 128;
+	key.tag[2] = 6;
 	__builtin_memcpy(key.addr, dir == FW_SRC ? p->src : p->dst, 16);
 	return bpf_map_lookup_elem(trie, &key) != NULL;
 }

@@ -168,6 +168,7 @@ class BpfMapBatchOpts(ctypes.Structure):
 
 
 # enum bpf_map_type (linux/bpf.h): the ones the project names
+BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_HASH = 5
 BPF_MAP_TYPE_PERCPU_ARRAY = 6

@@ -59,12 +59,18 @@ FW_PRE_DST4 = FW_PRE_SRC4 + FW_PRE_V4_WORDS
 FW_PRE_SRC6 = FW_PRE_DST4 + FW_PRE_V4_WORDS
 FW_PRE_DST6 = FW_PRE_SRC6 + FW_PRE_V6_WORDS
 FW_PRE_GEN_WORDS = FW_PRE_DST6 + FW_PRE_V6_WORDS
-# a set's own presence bitmaps (xdpr_fw_set_pre): IPv4 coarse, IPv6 coarse, IPv4, IPv6
+# a set's own presence bitmaps (xdpr_fw_set_pre): IPv4 coarse, IPv6 coarse,
+# IPv4 /24s, IPv6 /32 hashes it touches. Which addresses it holds: its IPv4
+# prefixes in its leaves (xdpr_fw_setleaf), its IPv6 ones in its trie (xdpr_fw_sets).
 FW_SET_PRE_V4C = 0
 FW_SET_PRE_V6C = FW_PRE_COARSE_WORDS
 FW_SET_PRE_V4 = 2 * FW_PRE_COARSE_WORDS
 FW_SET_PRE_V6 = FW_SET_PRE_V4 + FW_PRE_V4_WORDS
 FW_SET_PRE_WORDS = FW_SET_PRE_V6 + FW_PRE_V6_WORDS
+# a set's leaves, keyed by an IPv4 /24 (a bit per address it holds there),
+# or FW_SET_LEAF_16 | a /16 it holds whole (so a /8 takes 256 keys, not 65536)
+FW_SET_LEAF_16 = 1 << 31
+FW_SET_LEAF_BYTES = 32  # a leaf: the 256 addresses of an IPv4 /24, a bit each
 # sources blocked by limit rules, by a hash of the address: a set bit means
 # "look in xdpr_fw_blocked" (set by the data plane, cleared by the control
 # plane); 8 KiB, so it stays in cache
@@ -186,6 +192,12 @@ class FwLpmKey(ctypes.Structure):
     _fields_ = [("prefixlen", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 4), ("addr", ctypes.c_uint8 * 16)]
 
 
+class FwSetLeaf(ctypes.Structure):
+    """``xdpr_fw_setleaf`` values: the addresses of an IPv4 /24 a set covers in part, a bit each."""
+
+    _fields_ = [("bits", ctypes.c_uint8 * FW_SET_LEAF_BYTES)]
+
+
 class FwPolicyKey(ctypes.Structure):
     """``xdpr_fw_policy``: (generation, ifindex) -> position of that interface's drop policy."""
 
@@ -249,6 +261,7 @@ MAP_FW_LIMITS = "xdpr_fw_limits"
 MAP_FW_BLOCKED = "xdpr_fw_blocked"
 MAP_FW_PRE = "xdpr_fw_pre"
 MAP_FW_SET_PRE = "xdpr_fw_set_pre"
+MAP_FW_SET_LEAVES = "xdpr_fw_setleaf"
 MAP_FW_BLOCK_HINT = "xdpr_fw_blkhint"
 MAP_FW_POLICY = "xdpr_fw_policy"
 FW_MAPS = (
@@ -266,6 +279,7 @@ FW_MAPS = (
     MAP_FW_BLOCKED,
     MAP_FW_PRE,
     MAP_FW_SET_PRE,
+    MAP_FW_SET_LEAVES,
     MAP_FW_BLOCK_HINT,
     MAP_FW_POLICY,
 )

@@ -334,20 +334,26 @@ class Map:
             self.fd = -1
 
 
+def _create(kind: int, name: str, key_size: int, value_size: int, max_entries: int, flags: int) -> Map:
+    opts = L.BpfMapCreateOpts(sz=ctypes.sizeof(L.BpfMapCreateOpts), map_flags=flags)
+    fd = L.lib.bpf_map_create(kind, name.encode(), key_size, value_size, max_entries, opts)
+    _check(fd, f"creating map {name}")
+    return Map.from_fd(fd, owned=True)
+
+
 def create_lpm_trie(name: str, key_size: int, value_size: int, max_entries: int) -> Map:
     """A new LPM trie (no preallocation), owned by the caller."""
-    opts = L.BpfMapCreateOpts(sz=ctypes.sizeof(L.BpfMapCreateOpts), map_flags=L.BPF_F_NO_PREALLOC)
-    fd = L.lib.bpf_map_create(L.BPF_MAP_TYPE_LPM_TRIE, name.encode(), key_size, value_size, max_entries, opts)
-    _check(fd, f"creating LPM trie {name}")
-    return Map.from_fd(fd, owned=True)
+    return _create(L.BPF_MAP_TYPE_LPM_TRIE, name, key_size, value_size, max_entries, L.BPF_F_NO_PREALLOC)
+
+
+def create_hash(name: str, key_size: int, value_size: int, max_entries: int) -> Map:
+    """A new hash map (no preallocation), owned by the caller."""
+    return _create(L.BPF_MAP_TYPE_HASH, name, key_size, value_size, max_entries, L.BPF_F_NO_PREALLOC)
 
 
 def create_mmapable_array(name: str, value_size: int, max_entries: int) -> Map:
-    """A new array the caller can ``mmap()``, owned by the caller."""
-    opts = L.BpfMapCreateOpts(sz=ctypes.sizeof(L.BpfMapCreateOpts), map_flags=L.BPF_F_MMAPABLE)
-    fd = L.lib.bpf_map_create(L.BPF_MAP_TYPE_ARRAY, name.encode(), 4, value_size, max_entries, opts)
-    _check(fd, f"creating array {name}")
-    return Map.from_fd(fd, owned=True)
+    """A new array the caller can map (``Map.mapped()``), owned by the caller."""
+    return _create(L.BPF_MAP_TYPE_ARRAY, name, 4, value_size, max_entries, L.BPF_F_MMAPABLE)
 
 
 class Object:

@@ -76,10 +76,12 @@ def c_header() -> str:
         "FW_PRE_V4_BITS FW_PRE_V6_BITS FW_PRE_V4_WORDS FW_PRE_V6_WORDS FW_PRE_SRC4 FW_PRE_DST4 "
         "FW_PRE_SRC6 FW_PRE_DST6 FW_PRE_SPORT FW_PRE_DPORT FW_PRE_PROTO FW_PRE_GEN_WORDS FW_SET_PRE_WORDS "
         "FW_PRE_V4_COARSE_SHIFT FW_PRE_V6_COARSE_SHIFT FW_PRE_SRC4C FW_PRE_DST4C FW_PRE_SRC6C FW_PRE_DST6C "
-        "FW_SET_PRE_V4C FW_SET_PRE_V6C FW_SET_PRE_V4 FW_SET_PRE_V6 FW_BLOCK_HINT_BITS FW_BLOCK_HINT_WORDS"
+        "FW_SET_PRE_V4C FW_SET_PRE_V6C FW_SET_PRE_V4 FW_SET_PRE_V6 FW_SET_LEAF_BYTES FW_BLOCK_HINT_BITS "
+        "FW_BLOCK_HINT_WORDS"
     ).split():
         out.append(f"#define {name} {getattr(abi_fw, name)}")
     out.append(f"#define FW_PRE_V6_MULT {abi_fw.FW_PRE_V6_MULT:#x}u")
+    out.append(f"#define FW_SET_LEAF_16 {abi_fw.FW_SET_LEAF_16:#x}u")
     out += ["", "enum fw_action {"]
     out += [f"\tFW_{a.name} = {a.value}," for a in abi_fw.FwAction]
     out += ["};", "", "enum fw_pre {"]
@@ -106,6 +108,7 @@ def c_header() -> str:
     structs += (
         abi_fw.FwIfprotoKey,
         abi_fw.FwPolicyKey,
+        abi_fw.FwSetLeaf,
         abi_fw.FwLimitKey,
         abi_fw.FwLimitState,
         abi_fw.FwBlockKey,

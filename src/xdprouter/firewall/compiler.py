@@ -11,7 +11,7 @@ from typing import Any
 from ..dataplane import abi_fw as fw
 from ..errors import UsageError
 from . import prefilter
-from .rules import ACTIONS, Rule
+from .rules import ACTIONS, Rule, prefix_parts
 
 GEN_BITMAPS = fw.FW_MAX_BITMAPS // 2  # bitmap ids per generation (the last id is the empty bitmap)
 LPM_KEY = struct.Struct("<I4s16s")  # FwLpmKey, packed
@@ -121,22 +121,30 @@ def _entries(rules: list[Rule], policies: dict[str, str], policy_ids: dict[str, 
     return entries
 
 
-def _summary(bits: int) -> int:
-    """One bit per non-zero 64-bit word of ``bits``."""
-    summary = 0
-    mv = memoryview(bits.to_bytes(fw.FW_WORDS * 8, "little")).cast("Q")
-    for w in range(fw.FW_WORDS):
-        if mv[w]:
-            summary |= 1 << w
-    return summary
+_NONZERO = bytes([0] + [1] * 255)  # bytes.translate: a non-zero byte to 1
+_ASCII01 = bytes([0x30, 0x31]) + bytes(254)  # 0 and 1 to "0" and "1"
+
+
+def _summary(raw: bytes) -> int:
+    """One bit per non-zero 64-bit word of a bitmap's little-endian bytes:
+    bytes flagged, OR-folded to their word's first byte, taken every eighth,
+    read as binary (C-speed steps; a bitmap has 256 words, a generation
+    thousands of bitmaps)."""
+    flags = int.from_bytes(raw.translate(_NONZERO), "little")
+    folded = flags
+    for shift in (8, 16, 32):
+        folded |= folded >> shift
+    words = folded.to_bytes(len(raw) + 8, "little")[: len(raw) : 8]
+    return int(words.translate(_ASCII01)[::-1] or b"0", 2)
 
 
 def _bitmap_bytes(bits: int, anchor: int) -> bytes:
     n = fw.FW_SUMMARY_WORDS * 8
+    raw = bits.to_bytes(fw.FW_WORDS * 8, "little")
     return (
-        _summary(bits).to_bytes(n, "little")
-        + _summary(anchor).to_bytes(n, "little")
-        + bits.to_bytes(fw.FW_WORDS * 8, "little")
+        _summary(raw).to_bytes(n, "little")
+        + _summary(anchor.to_bytes(fw.FW_WORDS * 8, "little")).to_bytes(n, "little")
+        + raw
     )
 
 
@@ -222,9 +230,8 @@ def _prefix_stage(
         if not value or value.startswith("@"):
             wild |= 1 << pos
             continue
-        net = ipaddress.ip_network(value)
-        k = (int(net.network_address), net.prefixlen)
-        nets[net.version][k] = nets[net.version].get(k, 0) | (1 << pos)
+        fam, addr, plen = prefix_parts(value)
+        nets[fam][(addr, plen)] = nets[fam].get((addr, plen), 0) | (1 << pos)
     out = []
     for fam, bits_of in nets.items():
         width = 32 if fam == 4 else 128
@@ -336,9 +343,10 @@ def _encode(r: Rule, policy: bool, links: dict[str, int], set_slots: dict[str, i
             setattr(e, f"{attr}_set", set_slots[value[1:]])
             setattr(e, f"{attr}_len", 0xFF)
         elif value:
-            net = ipaddress.ip_network(value)
-            getattr(e, attr)[: len(net.network_address.packed)] = list(net.network_address.packed)
-            setattr(e, f"{attr}_len", net.prefixlen)
+            fam, addr, plen = prefix_parts(value)
+            packed = addr.to_bytes(4 if fam == 4 else 16, "big")
+            getattr(e, attr)[: len(packed)] = list(packed)
+            setattr(e, f"{attr}_len", plen)
         else:
             setattr(e, f"{attr}_len", 0xFF)
     e.sport_lo, e.sport_hi = r.sport or (0, 65535)

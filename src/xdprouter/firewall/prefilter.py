@@ -16,12 +16,11 @@ with the set, so a set can change without recompiling the rules.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass, field
 
 from ..dataplane import abi_fw as fw
-from .rules import Rule
+from .rules import Rule, prefix_parts
 
 _MASK32 = (1 << 32) - 1
 V6_HASHED_MIN = 16  # an IPv6 prefix shorter than this sets too many /32s: anchored on everything
@@ -96,19 +95,91 @@ def coarse(fine: bytes, shift: int) -> bytes:
     return bytes(out)
 
 
-def set_presence(prefixes: list[tuple[int, bytes, int]]) -> bytes:
-    """A set's presence bitmap (FW_SET_PRE_WORDS words: IPv4, then IPv6)."""
+_FULL_LEAF = b"\xff" * fw.FW_SET_LEAF_BYTES
+# a prefix of /29-/32 inside its leaf's byte: the bits of its 1-8 addresses
+_BYTE_BITS = {plen: (1 << (1 << (32 - plen))) - 1 for plen in range(29, 33)}
+
+
+@dataclass
+class SetTables:
+    """A set as the data plane holds it: presence bitmaps (FW_SET_PRE_WORDS
+    words), the IPv4 leaves (key -> a bit per address, FW_SET_LEAF_BYTES:
+    a /24, or FW_SET_LEAF_16 | a /16 held whole) and the IPv6 prefixes (for
+    its trie)."""
+
+    presence: bytes
+    leaves: dict[int, bytes | bytearray]
+    v6: list[tuple[bytes, int]]
+
+    def leaf_items(self) -> tuple[bytes, bytes]:
+        """Keys and values for one batch update of the leaves' hash."""
+        return struct.pack(f"<{len(self.leaves)}I", *self.leaves), b"".join(self.leaves.values())
+
+
+def set_tables(prefixes: list[tuple[int, bytes, int]]) -> SetTables:
+    """A set's tables from its (family, address, length) prefixes; a
+    million of them in about a second (one pass, in place)."""
     v4, v6 = _bitmap(fw.FW_PRE_V4_WORDS), _bitmap(fw.FW_PRE_V6_WORDS)
-    shift = 32 - fw.FW_PRE_V4_BITS
+    leaves: dict[int, bytes | bytearray] = {}
+    v6_prefixes = []
     for family, raw, plen in prefixes:
-        if family == 4 and plen >= fw.FW_PRE_V4_BITS:  # the bulk of a large set: inline
-            top = int.from_bytes(raw, "big") >> shift
-            v4[top >> 3] |= 1 << (top & 7)
-        elif not add_prefix(v4, v6, family, int.from_bytes(raw, "big"), plen):
-            set_range(v6, 0, fw.FW_PRE_V6_WORDS * 64)  # a very short IPv6 prefix: every /32
+        if family == 4 and plen > 24:  # the bulk of a large set: inline
+            top = (raw[0] << 16) | (raw[1] << 8) | raw[2]
+            leaf = leaves.get(top)
+            if leaf is None:
+                leaf = leaves[top] = bytearray(fw.FW_SET_LEAF_BYTES)
+                v4[top >> 3] |= 1 << (top & 7)
+            elif leaf is _FULL_LEAF:
+                continue
+            host = raw[3]
+            if plen >= 29:
+                leaf[host >> 3] |= _BYTE_BITS[plen] << (host & 7)
+            else:
+                n = 1 << (29 - plen)  # whole bytes
+                leaf[host >> 3 : (host >> 3) + n] = _FULL_LEAF[:n]
+            continue
+        addr = int.from_bytes(raw, "big")
+        if family == 6:
+            v6_prefixes.append((raw, plen))
+            if not add_prefix(v4, v6, 6, addr, plen):
+                set_range(v6, 0, fw.FW_PRE_V6_WORDS * 64)  # a very short IPv6 prefix: every /32
+            continue
+        add_prefix(v4, v6, 4, addr, plen)
+        if plen > 16:
+            for top in range(addr >> 8, (addr >> 8) + (1 << (24 - plen))):
+                leaves[top] = _FULL_LEAF
+        else:
+            for j in range(addr >> 16, (addr >> 16) + (1 << (16 - plen))):
+                leaves[fw.FW_SET_LEAF_16 | j] = _FULL_LEAF
     out = coarse(v4, fw.FW_PRE_V4_COARSE_SHIFT) + coarse(v6, fw.FW_PRE_V6_COARSE_SHIFT) + v4 + v6
     assert len(out) == fw.FW_SET_PRE_WORDS * 8
-    return bytes(out)
+    return SetTables(bytes(out), leaves, v6_prefixes)
+
+
+def leaves_to_ranges(leaves: dict[int, bytes]) -> list[tuple[int, int]]:
+    """The IPv4 address ranges (first, last) the leaves hold, merged."""
+    spans = []
+    for key, value in leaves.items():
+        if key & fw.FW_SET_LEAF_16:
+            base = (key & 0xFFFF) << 16
+            spans.append((base, base + 0xFFFF))
+            continue
+        bits, base, host = int.from_bytes(value, "little"), key << 8, 0
+        while bits:
+            low = (bits & -bits).bit_length() - 1  # the next run's first address
+            ones = ~(bits >> low)
+            run = (ones & -ones).bit_length() - 1  # its length
+            spans.append((base + host + low, base + host + low + run - 1))
+            bits >>= low + run
+            host += low + run
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 @dataclass
@@ -152,10 +223,9 @@ def build(rules: list[Rule], set_slots: dict[str, int]) -> PreFilter:
     for r in rules:
         kind = anchor(r)
         if kind in ("src", "dst"):
-            net = ipaddress.ip_network(getattr(r, kind))
-            v4, v6 = regions[(kind, 4)], regions[(kind, 6)]
-            if add_prefix(v4, v6, net.version, int(net.network_address), net.prefixlen):
-                out.flags |= flag[(kind, net.version)]
+            fam, addr, plen = prefix_parts(getattr(r, kind))
+            if add_prefix(regions[(kind, 4)], regions[(kind, 6)], fam, addr, plen):
+                out.flags |= flag[(kind, fam)]
             else:
                 out.flags |= fw.FwPre.ALL
         elif kind.endswith("_set"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import ipaddress
 import json
 import math
@@ -49,6 +50,16 @@ ICMP_TYPES = {
         "redirect": 137,
     },
 }
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def prefix_parts(text: str) -> tuple[int, int, int]:
+    """(family, network as an int, length) of a rule's prefix (``Rule.src``
+    or ``dst``, normalized when parsed): parsed once, however many stages
+    of the compiler read it."""
+    addr, _, plen = text.partition("/")
+    raw = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+    return (6 if len(raw) == 16 else 4), int.from_bytes(raw, "big"), int(plen) if plen else len(raw) * 8
 
 
 def _prefix(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -216,7 +227,7 @@ class Rule:
     def family(self) -> int:
         for value in (self.src, self.dst):
             if value and not value.startswith("@"):
-                return ipaddress.ip_network(value).version
+                return prefix_parts(value)[0]
         return 0
 
     def describe(self) -> str:

@@ -104,43 +104,78 @@ class Tables:
             if not free:
                 raise UsageError(f"too many sets (at most {fw.FW_MAX_SETS})")
             slot = min(free)
-        keys = b"".join(_set_key(f, raw, plen) for f, raw, plen in prefixes)
-        count = len(keys) // LPM_KEY.size
-        trie = bpf.create_lpm_trie(f"xdpr_set{slot}", LPM_KEY.size, 1, fw.FW_MAX_SET_PREFIXES)
-        presence = bpf.create_mmapable_array(f"xdpr_setpre{slot}", 8, fw.FW_SET_PRE_WORDS)
+        tables = prefilter.set_tables(prefixes)
+        maps = self._new_set_maps(slot, tables)
         try:
-            trie.update_batch(keys, b"\1" * count, count)
-            with presence.mapped() as mm:
-                mm[: fw.FW_SET_PRE_WORDS * 8] = prefilter.set_presence(prefixes)
-            # Swapping the trie in is one pointer write: frames see the old
-            # set or the new one, never a half-filled one. Its presence bitmap
-            # goes in first; in between, a frame the bitmap rules out sees
-            # the new set (it is not in it), one it lets through the old trie.
-            self.maps[fw.MAP_FW_SET_PRE].update(slot, presence.fd)
-            self.maps[fw.MAP_FW_SETS].update(slot, trie.fd)
+            # Each of the set's maps goes in with one pointer write. The IPv4
+            # addresses are all in the leaves, the IPv6 ones all in the trie:
+            # an address sees the old set or the new one, never a half-filled
+            # one. The presence bitmaps only rule frames out: with the new
+            # bitmaps and the old leaves, a frame they rule out is not in the
+            # new set, and one they let through meets the old leaves.
+            for name_, m in zip((fw.MAP_FW_SET_PRE, fw.MAP_FW_SET_LEAVES, fw.MAP_FW_SETS), maps, strict=True):
+                self.maps[name_].update(slot, m.fd)
         finally:
-            trie.close()
-            presence.close()
+            for m in maps:
+                m.close()
+        count = len(prefixes)
         st = self.state()
         st.sets[slot] = fw.FwSetInfo(used=1, count=count)
         st.sets[slot].name[: len(name.encode())] = list(name.encode())
         self.maps[fw.MAP_FW_STATE].update(0, st)
         return time.perf_counter() - start
 
+    @staticmethod
+    def _new_set_maps(slot: int, tables: prefilter.SetTables) -> tuple[bpf.Map, bpf.Map, bpf.Map]:
+        """A set's presence bitmaps, IPv4 leaves and IPv6 trie, filled."""
+        presence = bpf.create_mmapable_array(f"xdpr_setpre{slot}", 8, fw.FW_SET_PRE_WORDS)
+        leaves = trie = None
+        try:
+            with presence.mapped() as mm:
+                mm[: len(tables.presence)] = tables.presence
+            leaves = bpf.create_hash(f"xdpr_setleaf{slot}", 4, fw.FW_SET_LEAF_BYTES, max(1, len(tables.leaves)))
+            if tables.leaves:
+                leaves.update_batch(*tables.leaf_items(), len(tables.leaves))
+            trie = bpf.create_lpm_trie(f"xdpr_set{slot}", LPM_KEY.size, 1, fw.FW_MAX_SET_PREFIXES)
+            if tables.v6:
+                keys = b"".join(_set_key(6, raw, plen) for raw, plen in tables.v6)
+                trie.update_batch(keys, b"\1" * len(tables.v6), len(tables.v6))
+        except BaseException:
+            for m in (presence, leaves, trie):
+                if m is not None:
+                    m.close()
+            raise
+        return presence, leaves, trie
+
     def set_prefixes(self, name: str) -> list[str]:
         existing = self.sets()
         if name not in existing:
             raise UsageError(f"unknown set {name!r}")
-        raw_id = self.maps[fw.MAP_FW_SETS].lookup(existing[name][0])
-        if raw_id is None:
-            return []
-        trie = bpf.Map.from_id(struct.unpack("<I", raw_id[:4])[0])
+        slot = existing[name][0]
+        inner = self._inner(fw.MAP_FW_SETS, slot)
         try:
-            keys = [LPM_KEY.unpack(raw) for raw in trie.raw_keys()]
+            keys = [LPM_KEY.unpack(raw) for raw in inner.raw_keys()] if inner else []
         finally:
-            trie.close()
-        nets = [ipaddress.ip_network((addr[: 4 if tag[2] == 4 else 16], plen - 32)) for plen, tag, addr in keys]
+            if inner:
+                inner.close()
+        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+            ipaddress.ip_network((addr, plen - 32)) for plen, _, addr in keys
+        ]
+        inner = self._inner(fw.MAP_FW_SET_LEAVES, slot)
+        try:
+            keys4 = [struct.unpack("<I", k)[0] for k in inner.raw_keys()] if inner else []
+            leaves = {k: inner.lookup(k) or b"" for k in keys4} if inner else {}
+        finally:
+            if inner:
+                inner.close()
+        for lo, hi in prefilter.leaves_to_ranges(leaves):
+            nets += ipaddress.summarize_address_range(ipaddress.IPv4Address(lo), ipaddress.IPv4Address(hi))
         return [str(n) for n in sorted(nets, key=lambda n: (n.version, n))]
+
+    def _inner(self, outer: str, slot: int) -> bpf.Map | None:
+        """The map in ``outer``'s slot, opened (the caller closes it)."""
+        raw_id = self.maps[outer].lookup(slot)
+        return bpf.Map.from_id(struct.unpack("<I", raw_id[:4])[0]) if raw_id else None
 
     def delete_set(self, name: str) -> None:
         existing = self.sets()
@@ -150,8 +185,8 @@ class Tables:
         st = self.state()
         st.sets[slot] = fw.FwSetInfo()
         self.maps[fw.MAP_FW_STATE].update(0, st)
-        self.maps[fw.MAP_FW_SETS].delete(slot)
-        self.maps[fw.MAP_FW_SET_PRE].delete(slot)
+        for outer in (fw.MAP_FW_SETS, fw.MAP_FW_SET_LEAVES, fw.MAP_FW_SET_PRE):
+            self.maps[outer].delete(slot)
 
     # -- compiling and applying ---------------------------------------------
 

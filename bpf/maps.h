@@ -162,6 +162,16 @@ struct {
 	__type(value, __u32);
 } xdpr_fw_lpm SEC(".maps");
 
+/* IPv4 rule prefixes by /16, (gen * 2 + direction) * FW_DIR16_SLOTS + /16
+ * -> bitmap id, or FW_DIR16_TRIE where a longer prefix needs the trie.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FW_DIR16_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xdpr_fw_dir16 SEC(".maps");
+
 /* Port -> bitmap id, (gen * 2 + direction) * FW_PORT_SLOTS + port; the
  * slot FW_NOPORT is for frames without ports.
  */

@@ -106,10 +106,22 @@ static __always_inline __u32 fw_id(const __u32 *id)
 	return id ? *id : FW_NO_BITMAP;
 }
 
-/* The rules a source or destination address is covered by. */
+/* The rules a source or destination address is covered by: for IPv4,
+ * its /16's entry when no longer rule prefix falls in that /16, else (and
+ * for IPv6) the longest prefix in the trie.
+ */
 static __always_inline __u32 fw_addr_id(const struct fw_pkt *p, __u32 dir)
 {
 	struct fw_lpm_key key = {};
+	__u32 top, idx, *id;
+
+	if (p->family == 4) {
+		__builtin_memcpy(&top, dir == FW_SRC ? p->src : p->dst, 4);
+		idx = (p->gen * 2 + dir) * FW_DIR16_SLOTS + (bpf_ntohl(top) >> 16);
+		id = bpf_map_lookup_elem(&xdpr_fw_dir16, &idx);
+		if (id && *id != FW_DIR16_TRIE)
+			return *id;
+	}
 
 	key.prefixlen = 32 + (p->family == 4 ? 32 : 128);
 	key.tag[0] = p->gen;

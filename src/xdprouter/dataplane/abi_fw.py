@@ -27,6 +27,11 @@ FW_NAMES_SPORT = 16  # a source port range or an ICMP type
 FW_NAMES_DPORT = 32
 FW_MAX_STEPS = 1024  # bound of the classifier's loop: summary words, candidate words, rules looked at
 FW_EMPTY_BITMAP = FW_MAX_BITMAPS - 1  # all zeros, written once
+# IPv4 rule prefixes, first level (xdpr_fw_dir16): per generation and
+# direction, the bitmap id of each /16 that no rule prefix longer than /16
+# falls in (one array read instead of the trie's walk), else FW_DIR16_TRIE
+FW_DIR16_SLOTS = 1 << 16
+FW_DIR16_TRIE = 0xFFFFFFFE
 
 # The pre-filter (xdpr_fw_pre): per generation, presence bitmaps of the
 # values that some rule is anchored on (firewall/prefilter.py). A frame with
@@ -260,6 +265,7 @@ MAP_FW_SETS = "xdpr_fw_sets"
 MAP_FW_LIMITS = "xdpr_fw_limits"
 MAP_FW_BLOCKED = "xdpr_fw_blocked"
 MAP_FW_PRE = "xdpr_fw_pre"
+MAP_FW_DIR16 = "xdpr_fw_dir16"
 MAP_FW_SET_PRE = "xdpr_fw_set_pre"
 MAP_FW_SET_LEAVES = "xdpr_fw_setleaf"
 MAP_FW_BLOCK_HINT = "xdpr_fw_blkhint"
@@ -278,6 +284,7 @@ FW_MAPS = (
     MAP_FW_LIMITS,
     MAP_FW_BLOCKED,
     MAP_FW_PRE,
+    MAP_FW_DIR16,
     MAP_FW_SET_PRE,
     MAP_FW_SET_LEAVES,
     MAP_FW_BLOCK_HINT,

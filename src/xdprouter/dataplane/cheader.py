@@ -82,6 +82,8 @@ def c_header() -> str:
         out.append(f"#define {name} {getattr(abi_fw, name)}")
     out.append(f"#define FW_PRE_V6_MULT {abi_fw.FW_PRE_V6_MULT:#x}u")
     out.append(f"#define FW_SET_LEAF_16 {abi_fw.FW_SET_LEAF_16:#x}u")
+    out.append(f"#define FW_DIR16_TRIE {abi_fw.FW_DIR16_TRIE:#x}u")
+    out.append(f"#define FW_DIR16_SLOTS {abi_fw.FW_DIR16_SLOTS}")
     out += ["", "enum fw_action {"]
     out += [f"\tFW_{a.name} = {a.value}," for a in abi_fw.FwAction]
     out += ["};", "", "enum fw_pre {"]

@@ -24,6 +24,7 @@ class Compiled:
 
     bitmaps: dict[int, bytes] = field(default_factory=dict)  # id -> FwBitmap
     lpm: list[tuple[bytes, int]] = field(default_factory=list)  # FwLpmKey -> bitmap id
+    dir16: list[list[int]] = field(default_factory=list)  # per direction, FW_DIR16_SLOTS bitmap ids
     ports: list[list[int]] = field(default_factory=list)  # [sport ids, dport ids], FW_PORT_SLOTS each
     ifproto: list[tuple[bytes, int]] = field(default_factory=list)
     rules: list[fw.FwRule] = field(default_factory=list)
@@ -101,7 +102,9 @@ def compile_generation(
     out = Compiled(rules=[_encode(r, pos >= len(rules), links, set_slots) for pos, r in enumerate(entries)])
     out.ifproto, named = _ifproto_stage(entries, links, gen, bm, anchors["ifproto"])
     for d, attr in ((0, "src"), (1, "dst")):
-        out.lpm += _prefix_stage(entries, attr, d, gen, bm, anchors[attr])
+        lpm, dir16 = _prefix_stage(entries, attr, d, gen, bm, anchors[attr])
+        out.lpm += lpm
+        out.dir16.append(dir16)
     out.ports = [_port_stage(entries, attr, bm, anchors[attr]) for attr in ("sport", "dport")]
     named |= _named(entries)
     out.pre = prefilter.build(rules, set_slots)
@@ -220,9 +223,10 @@ def _ifproto_stage(
 
 def _prefix_stage(
     entries: list[Rule], attr: str, d: int, gen: int, bm: _Bitmaps, anchors: int
-) -> list[tuple[bytes, int]]:
+) -> tuple[list[tuple[bytes, int]], list[int]]:
     """Source (d 0) or destination (d 1) prefixes: per prefix a trie entry
-    whose bitmap holds every rule whose prefix covers it, and the wildcards."""
+    whose bitmap holds every rule whose prefix covers it, and the wildcards;
+    and the IPv4 /16 table in front of the trie."""
     wild = 0
     nets: dict[int, dict[tuple[int, int], int]] = {4: {}, 6: {}}  # family -> (net int, len) -> bits
     for pos, r in enumerate(entries):
@@ -246,6 +250,34 @@ def _prefix_stage(
                 covered |= bits_of.get((addr & mask, ln), 0)
             key = LPM_KEY.pack(32 + plen, bytes((gen, d, fam, 0)), addr.to_bytes(width // 8, "big").ljust(16, b"\0"))
             out.append((key, bm.id(covered, anchors)))
+    return out, _dir16_stage(nets[4], wild, bm, anchors)
+
+
+DIR16_WORK = 1 << 21  # /16 entries painted by short prefixes, past which the trie alone serves
+
+
+def _dir16_stage(bits_of: dict[tuple[int, int], int], wild: int, bm: _Bitmaps, anchors: int) -> list[int]:
+    """Each IPv4 /16's bitmap id: the wildcards and every prefix of /16 or
+    shorter that holds it (what the trie's longest match there gives), or
+    FW_DIR16_TRIE where a longer prefix falls in it."""
+    short = sorted((plen, addr, bits) for (addr, plen), bits in bits_of.items() if plen <= 16 and bits)
+    if sum(1 << (16 - plen) for plen, _, _ in short) > DIR16_WORK:
+        return [fw.FW_DIR16_TRIE] * fw.FW_DIR16_SLOTS
+    covered = [wild] * fw.FW_DIR16_SLOTS
+    for plen, addr, bits in short:
+        first = addr >> 16
+        for j in range(first, first + (1 << (16 - plen))):
+            covered[j] |= bits
+    memo: dict[int, int] = {}
+    out = []
+    for value in covered:
+        found = memo.get(value)
+        if found is None:
+            found = memo[value] = bm.id(value, anchors)
+        out.append(found)
+    for addr, plen in bits_of:
+        if plen > 16:
+            out[addr >> 16] = fw.FW_DIR16_TRIE
     return out
 
 

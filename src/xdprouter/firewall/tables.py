@@ -312,6 +312,11 @@ class Tables:
         )
         ifp = self.maps[fw.MAP_FW_IFPROTO]
         self._batch(ifp, c.ifproto)
+        dir16 = self.maps[fw.MAP_FW_DIR16]
+        n16 = fw.FW_DIR16_SLOTS
+        for d in (0, 1):
+            base = (gen * 2 + d) * n16
+            dir16.update_batch(struct.pack(f"<{n16}I", *range(base, base + n16)), _pack_u32(c.dir16[d]), n16)
         ports = self.maps[fw.MAP_FW_PORTS]
         for d in (0, 1):
             base = (gen * 2 + d) * fw.FW_PORT_SLOTS

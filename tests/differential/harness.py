@@ -13,10 +13,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from scapy.layers.inet import IP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from xdprouter.dataplane import abi
-from xdprouter.lab import Lab, netns, sh
+from xdprouter.firewall import Firewall, Rule
+from xdprouter.firewall.rules import parse_prefix_lines, prefix_parts
+from xdprouter.lab import Lab, fwbench, netns, sh
 from xdprouter.router import LookupCounters, Router
 
 from . import corpus
@@ -50,6 +54,8 @@ class Output:
 class Run:
     outputs: list[list[Output]]
     reasons: list[str] = field(default_factory=list)
+    fw_rules: int = 0  # firewall rules loaded during the run
+    fw_allowed: int = 0  # frames the corpus-matching allow rules counted
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,57 @@ class Variant:
     custom: bool  # a local route and policy rules: fib_validate_source() does its full check
     send_redirects: bool  # off: a frame back out of its interface is XDP_TX
     hash_policy: int  # fib_multipath_hash_policy of both families (0: L3, 1: L4)
+    firewall: bool = False  # rules and a prefix set loaded that let every frame of the corpus through
 
 
 VARIANTS = {
     "plain": Variant(custom=False, send_redirects=True, hash_policy=0),
     "custom-noredirects-l4hash": Variant(custom=True, send_redirects=False, hash_policy=1),
+    "plain-firewall": Variant(custom=False, send_redirects=True, hash_policy=0, firewall=True),
 }
+FW_RULES, FW_SET = 2_000, 20_000  # the benchmark's kinds of rules and set prefixes
+
+
+def _addresses(frames: list[corpus.Frame]) -> dict[int, list[int]]:
+    """Every source and destination address of the corpus, by family."""
+    out: dict[int, list[int]] = {4: [], 6: []}
+    for frame in frames:
+        pkt = Ether(frame.data)
+        for layer, fam in ((IP, 4), (IPv6, 6)):
+            if layer in pkt:
+                out[fam] += [
+                    int.from_bytes(socket.inet_pton(socket.AF_INET if fam == 4 else socket.AF_INET6, a), "big")
+                    for a in (pkt[layer].src, pkt[layer].dst)
+                ]
+    return out
+
+
+def _covers(fam: int, addr: int, plen: int, addrs: dict[int, list[int]]) -> bool:
+    width = 32 if fam == 4 else 128
+    return any(a >> (width - plen) == addr >> (width - plen) for a in addrs[fam]) if plen else bool(addrs[fam])
+
+
+def firewall_for(frames: list[corpus.Frame]) -> tuple[list[Rule], list[tuple[int, bytes, int]]]:
+    """A rule set of the benchmark's kinds (a set of random prefixes first,
+    limit rules that block, ports, IPv6) without what covers a corpus
+    address, behind allow rules the corpus does match (so its frames go
+    through the whole classifier, not only the pre-filter)."""
+    addrs = _addresses(frames)
+
+    def clear(value: str | None) -> bool:
+        return not value or value.startswith("@") or not _covers(*prefix_parts(value), addrs)
+
+    rules = [r for r in fwbench.benchmark_rules(FW_RULES) if clear(r.src) and clear(r.dst)]
+    prefixes = [
+        (fam, raw, plen)
+        for fam, raw, plen in parse_prefix_lines(fwbench.random_prefixes(FW_SET, seed=7))
+        if not _covers(fam, int.from_bytes(raw, "big"), plen, addrs)
+    ]
+    allow = [
+        Rule.parse(action="allow", proto="udp", dport="7-9"),
+        Rule.parse(action="allow", dst=f"{corpus.H2}/32", proto="tcp"),
+    ]
+    return [rules[0], *allow, *rules[1:]], prefixes
 
 
 def router_lab(lab: Lab, variant: Variant) -> corpus.Macs:
@@ -254,7 +305,7 @@ def dump(frames: list[corpus.Frame], kernel: Run, xdp: Run) -> None:
 
 
 def run_both(
-    lab: Lab, frames: list[corpus.Frame], final_settle: float = FINAL_SETTLE
+    lab: Lab, frames: list[corpus.Frame], final_settle: float = FINAL_SETTLE, firewall: bool = False
 ) -> tuple[Run, Run, int, LookupCounters]:
     """Send ``frames`` through plain kernel forwarding, then with xdprouter
     attached natively to both router interfaces; also return how many frames
@@ -267,7 +318,17 @@ def run_both(
         reset_router_state(lab)
         lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
         try:
+            if firewall:
+                rules, prefixes = firewall_for(frames)
+                with netns(lab.router):
+                    Firewall().load_set(fwbench.SET_NAME, prefixes)
+                    Firewall().replace(rules, {})
             xdp = send_all(lab, taps, frames, xdp=True, final_settle=final_settle)
+            if firewall:
+                with netns(lab.router):
+                    counters = Firewall().counters()
+                xdp.fw_rules = len(counters)
+                xdp.fw_allowed = sum(c.packets for c in counters if c.rule.action == "allow" and c.position in (1, 2))
             forwarded = reason_packets(lab).get(abi.Reason.FORWARD.name.lower(), 0)
             with netns(lab.router):
                 lookups = Router().lookup_counters()

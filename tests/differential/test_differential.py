@@ -33,9 +33,12 @@ wins: a late ICMP error after a failed neighbour resolution lands where it
 belongs. In the xdprouter run each frame must move the program's counters
 exactly once, which also shows the outputs were not assigned a frame late.
 
-The whole comparison runs for two router set-ups (VARIANTS): a plain one, and
+The whole comparison runs for three router set-ups (VARIANTS): a plain one,
 one with a local route, policy rules, send_redirects off (same-interface
-frames become XDP_TX) and L4 multipath hashing. Frames listed in
+frames become XDP_TX) and L4 multipath hashing, and the plain one with a
+firewall loaded that lets the corpus through (about 2,000 rules of the
+benchmark's kinds and a 20,000-prefix set, none covering a corpus address,
+behind allow rules corpus frames match). Frames listed in
 corpus.KNOWN_GAPS must still differ (they need the control plane). Set
 XDPR_DIFF_DUMP=path to get every frame's outputs from both runs in a file.
 """
@@ -56,7 +59,7 @@ def test_linux_and_xdprouter_emit_the_same_bytes(lab: Lab, variant: harness.Vari
     macs = harness.router_lab(lab, variant)
     frames = corpus.build(macs)
     assert len(frames) >= 80
-    kernel, xdp, forwarded, lookups = harness.run_both(lab, frames)
+    kernel, xdp, forwarded, lookups = harness.run_both(lab, frames, firewall=variant.firewall)
     harness.dump(frames, kernel, xdp)
     unseen = [f"#{i} {frames[i].name}: {r}" for i, r in enumerate(xdp.reasons) if not re.fullmatch(r"\w+ x1", r)]
     assert not unseen, "XDP did not count each frame exactly once (settle too short?):\n" + "\n".join(unseen)
@@ -73,5 +76,7 @@ def test_linux_and_xdprouter_emit_the_same_bytes(lab: Lab, variant: harness.Vari
         assert lookups.ipv6_main_only == 0, "IPv6 lookups skipped the local table despite policy rules"
     else:
         assert lookups.ipv6_main_only > 0, "no IPv6 lookup went to the main table alone"
+    if variant.firewall:  # the rules were there, and the corpus met them
+        assert xdp.fw_rules > 1000 and xdp.fw_allowed > 10, (xdp.fw_rules, xdp.fw_allowed)
     silent = [frames[i].name for i in range(len(frames)) if not kernel.outputs[i]]
     assert len(silent) < len(frames) // 2, f"suspiciously many frames without output: {silent}"

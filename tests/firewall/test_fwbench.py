@@ -37,6 +37,10 @@ def test_firewall_bench_runs_every_configuration() -> None:
     assert r.rules_load_seconds > 0 and r.set_load_seconds > 0
     json.dumps(r.as_dict())
     assert "rules+set/no rules" in fwbench.table(r)
+    # the per-path costs: every path measured, the firewall's paths above the program's floor
+    assert len(r.path_ns) == 7 and all(ns > 0 for ns in r.path_ns.values()), r.path_ns
+    floor = r.path_ns["before the firewall (a malformed frame)"]
+    assert r.path_ns["1 rule, a frame it drops"] > floor > r.path_ns["bare XDP_DROP program"]
 
 
 def test_benchmark_rules_never_match_the_lab_traffic() -> None:

@@ -24,10 +24,8 @@ configuration alike:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ipaddress
-import json
 import os
 import random
 import shutil
@@ -36,21 +34,21 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from ..dataplane.abi import GenCount
 from ..firewall import Firewall, Rule
-from . import Lab, netns
+from . import Lab, fwcost, netns
 from .feeds import Flood
-from .rig import Bench, default_cases
+from .nft import nft_drop
+from .rig import Bench, Case, default_cases
 from .traffic import Traffic, Vary
 
 FLOOD_SRC = "10.66.0.0/16"  # the blocked sources of the flood
 SET_NAME = "feed"
 BARE_DROP = "xdp-drop"  # a bare XDP_DROP program on veth1
 DROP_CONFIGS = ("xdprouter", "nft-ingress", "nft-prerouting", BARE_DROP)
-NFT_TABLE = "xdprbench"
 # Rules and set prefixes are drawn from 11.0.0.0-223.255.255.255 (and
 # 2000::/3): nothing covers the lab's 10.0.0.0/8, so no rule matches the
 # benchmark's traffic.
@@ -87,6 +85,7 @@ class FirewallReport:
     rules_load_seconds: float  # median: Firewall.replace() of all the rules (compile, write, flip)
     set_load_seconds: float  # median: Firewall.load_set_file() of the set (parse, fill, swap in)
     load_runs: dict[str, list[float]] = field(default_factory=dict)
+    path_ns: dict[str, float] = field(default_factory=dict)  # the program's ns a frame by path (fwcost)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -146,40 +145,6 @@ def benchmark_rules(n: int, set_name: str | None = SET_NAME, seed: int = 1) -> l
     return rules
 
 
-# -- nftables ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def nft_drop(lab: Lab, config: str, src: str = FLOOD_SRC) -> Iterator[Callable[[], int]]:
-    """The rule ``ip saddr SRC counter drop`` in nftables on the router, at
-    the netdev ingress hook of veth1 or in inet prerouting at raw priority;
-    yields a function that reads the rule's packet counter."""
-    if config == "nft-ingress":
-        family = "netdev"
-        chain = 'type filter hook ingress device "veth1" priority -500; policy accept;'
-    else:
-        family = "inet"
-        chain = "type filter hook prerouting priority raw; policy accept;"
-    ruleset = f"table {family} {NFT_TABLE} {{\n chain c {{\n  {chain}\n  ip saddr {src} counter drop\n }}\n}}\n"
-    with tempfile.NamedTemporaryFile("w", suffix=".nft") as fh:
-        fh.write(ruleset)
-        fh.flush()
-        lab.run(lab.router, "nft", "-f", fh.name)
-
-    def packets() -> int:
-        out = lab.run(lab.router, "nft", "-j", "list", "table", family, NFT_TABLE).stdout
-        for item in json.loads(out)["nftables"]:
-            for expr in item.get("rule", {}).get("expr", []):
-                if "counter" in expr:
-                    return int(expr["counter"]["packets"])
-        raise RuntimeError("no counter in the nft rule")
-
-    try:
-        yield packets
-    finally:
-        lab.run(lab.router, "nft", "delete", "table", family, NFT_TABLE, check=False)
-
-
 # -- measurements --------------------------------------------------------------
 
 
@@ -223,12 +188,44 @@ def measure_drop(bench: Bench, flood: Flood, config: str) -> DropRun:
         finally:
             bench.traffic.detach(lab.router, lab.router_ifaces[0])
     # nftables sees only what the kernel's stack receives: the veth gets xdp_pass, as Linux does in bench.py
-    with bench.configured("linux"), nft_drop(lab, config) as counter:
+    with bench.configured("linux"), nft_drop(lab, config, FLOOD_SRC) as counter:
         return _flood(bench, flood, counter, config)
 
 
 def _fresh(rules: list[Rule]) -> list[Rule]:
     return [dataclasses.replace(r, id=0) for r in rules]
+
+
+def _forwarding(
+    bench: Bench,
+    case: Case,
+    ruleset: list[Rule],
+    set_path: str | None,
+    fwd: dict[str, list[tuple[float, float]]],
+    prog: dict[str, float],
+    loads: dict[str, list[float]],
+) -> None:
+    """The forwarding rate without rules and with the rules and the set,
+    interleaved, ``bench.reps`` times; the loading times."""
+    for rep in range(bench.reps):
+        for state in fwd:
+            with netns(bench.lab.router):
+                fw = Firewall()
+                if state == "no rules":
+                    fw.flush()
+                else:
+                    if set_path:
+                        _, seconds = fw.load_set_file(SET_NAME, set_path)
+                        loads["set"].append(seconds)
+                    start = time.perf_counter()
+                    fw.replace(_fresh(ruleset), {})
+                    loads["rules"].append(time.perf_counter() - start)
+            m = bench.measure("xdprouter", case)
+            fwd[state].append((m.pps, m.loss))
+            if rep == bench.reps - 1:
+                prog[state] = bench.program_ns(case)
+    with netns(bench.lab.router):
+        Firewall().flush()
 
 
 def run_firewall(
@@ -267,30 +264,20 @@ def run_firewall(
     prog: dict[str, float] = {}
     loads: dict[str, list[float]] = {"rules": [], "set": []}
     log(f"firewall: forwarding ({case.name}) with {rules} rules and a {set_prefixes}-prefix set vs none:")
-    with tempfile.TemporaryDirectory() as tmp, bench.configured("xdprouter"):
+    with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "set.txt")
         with open(path, "w") as fh:
             fh.writelines(random_prefixes(set_prefixes))
-        for rep in range(bench.reps):
-            for state in states:
-                with netns(bench.lab.router):
-                    fw = Firewall()
-                    if state == "no rules":
-                        fw.flush()
-                    else:
-                        if set_prefixes:
-                            _, seconds = fw.load_set_file(SET_NAME, path)
-                            loads["set"].append(seconds)
-                        fresh = _fresh(ruleset)
-                        start = time.perf_counter()
-                        fw.replace(fresh, {})
-                        loads["rules"].append(time.perf_counter() - start)
-                m = bench.measure("xdprouter", case)
-                fwd[state].append((m.pps, m.loss))
-                if rep == bench.reps - 1:
-                    prog[state] = bench.program_ns(case)
-        with netns(bench.lab.router):
-            Firewall().flush()
+        with bench.configured("xdprouter"):
+            _forwarding(bench, case, ruleset, path if set_prefixes else None, fwd, prog, loads)
+        log("firewall: the program's ns a frame by path (BPF_PROG_RUN, warm caches):")
+        paths = fwcost.classifier_costs(
+            bench, _fresh(ruleset), lambda fw: fw.load_set_file(SET_NAME, path) if set_prefixes else None
+        )
+        for name, ns in paths.items():
+            log(f"  {ns:6.0f}  {name}")
+        if not paths:
+            notes.append("BPF_PROG_RUN refused by this kernel: no per-path costs")
     for state in states:
         log(f"  {state:<16} {statistics.median(p for p, _ in fwd[state]) / 1e6:7.2f} Mpps forwarded")
     log(
@@ -339,6 +326,7 @@ def run_firewall(
         rules_load_seconds=round(statistics.median(loads["rules"]), 3),
         set_load_seconds=round(statistics.median(loads["set"] or [0.0]), 3),
         load_runs={k: [round(v, 3) for v in vs] for k, vs in loads.items()},
+        path_ns=paths,
         notes=notes,
     )
 
@@ -364,6 +352,9 @@ def table(r: FirewallReport) -> str:
         f"firewall: loading {r.rules} rules {r.rules_load_seconds:.2f} s, "
         f"{r.set_prefixes} prefixes from a file {r.set_load_seconds:.2f} s (medians)"
     )
+    if r.path_ns:
+        lines.append("firewall: the program's ns a frame by path (BPF_PROG_RUN, warm caches)")
+        lines += [f"  {ns:6.0f}  {name}" for name, ns in r.path_ns.items()]
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)
 

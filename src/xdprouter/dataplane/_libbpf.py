@@ -232,6 +232,7 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
         c_int,
         [c_int, c_void_p, c_void_p, c_void_p, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(BpfMapBatchOpts)],
     ),
+    "bpf_map_delete_batch": (c_int, [c_int, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(BpfMapBatchOpts)]),
     "bpf_map_update_batch": (
         c_int,
         [c_int, c_void_p, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(BpfMapBatchOpts)],

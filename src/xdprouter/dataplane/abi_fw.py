@@ -127,6 +127,8 @@ class FwGen(ctypes.Structure):
         ("ref_anchor", ctypes.c_uint32),  # bit i: some rule is anchored on reference i (read the set's presence)
         ("has_policy", ctypes.c_uint32),  # some interface's policy is drop: look it up for a frame no rule can match
         ("all_id", ctypes.c_uint32),  # bitmap of every position, anchors of the fields no rule names: their bitmap
+        ("nbitmaps", ctypes.c_uint32),  # bitmap ids the generation uses, from its base (for the purge)
+        ("pad", ctypes.c_uint32),
     ]
 
 

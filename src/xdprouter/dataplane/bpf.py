@@ -289,6 +289,24 @@ class Map:
                 raise BpfError(f"batch update of map {self.name}", ctypes.get_errno())
             done += n.value
 
+    def delete_batch(self, keys: bytes, count: int) -> int:
+        """BPF_MAP_DELETE_BATCH: delete ``count`` packed keys, every one of
+        which must exist; returns how many went."""
+        kbuf = ctypes.create_string_buffer(keys, len(keys))
+        done = 0
+        while done < count:
+            n = L.c_u32(count - done)
+            opts = L.BpfMapBatchOpts(sz=ctypes.sizeof(L.BpfMapBatchOpts))
+            rc = L.lib.bpf_map_delete_batch(
+                self.fd, ctypes.byref(kbuf, done * self.info.key_size), ctypes.byref(n), ctypes.byref(opts)
+            )
+            done += n.value
+            if rc < 0:
+                raise BpfError(f"batch delete in map {self.name}", ctypes.get_errno())
+            if n.value == 0:
+                break
+        return done
+
     def raw_keys(self, key_size: int | None = None) -> Iterator[bytes]:
         """Every key, as bytes."""
         size = key_size or self.info.key_size

@@ -113,6 +113,7 @@ def compile_generation(
     out.policies = [(known_ifindex(r.iface or "", links), pos) for pos, r in enumerate(entries) if pos >= len(rules)]
     out.gen.has_policy = int(bool(out.policies))
     out.bitmaps = {i: _bitmap_bytes(bits, anchor) for (bits, anchor), i in bm.ids.items()}
+    out.gen.nbitmaps = len(bm.ids)
     return out
 
 
@@ -240,15 +241,16 @@ def _prefix_stage(
     for fam, bits_of in nets.items():
         width = 32 if fam == 4 else 128
         bits_of.setdefault((0, 0), 0)
-        lens = sorted({plen for _, plen in bits_of})
-        for (addr, plen), _ in bits_of.items():
-            covered = wild
-            for ln in lens:
-                if ln > plen:
-                    break
-                mask = ((1 << ln) - 1) << (width - ln) if ln else 0
-                covered |= bits_of.get((addr & mask, ln), 0)
-            key = LPM_KEY.pack(32 + plen, bytes((gen, d, fam, 0)), addr.to_bytes(width // 8, "big").ljust(16, b"\0"))
+        tag = bytes((gen, d, fam, 0))
+        # in address order, a prefix comes after every prefix that holds it:
+        # the stack is the chain of those, each with what it covers
+        chain: list[tuple[int, int, int]] = []  # (address, length, covered)
+        for (addr, plen), bits in sorted(bits_of.items()):
+            while chain and chain[-1][0] >> (width - chain[-1][1]) != addr >> (width - chain[-1][1]):
+                chain.pop()
+            covered = (chain[-1][2] if chain else wild) | bits
+            chain.append((addr, plen, covered))
+            key = LPM_KEY.pack(32 + plen, tag, addr.to_bytes(width // 8, "big").ljust(16, b"\0"))
             out.append((key, bm.id(covered, anchors)))
     return out, _dir16_stage(nets[4], wild, bm, anchors)
 

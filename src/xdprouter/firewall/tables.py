@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import ipaddress
 import struct
 import time
@@ -27,6 +27,13 @@ def _set_key(family: int, raw: bytes, plen: int) -> bytes:
 def _pack_u32(values: Iterable[int]) -> bytes:
     values = list(values)
     return struct.pack(f"<{len(values)}I", *values)
+
+
+def _with_id(rule: Rule, rule_id: int) -> Rule:
+    """A copy of ``rule`` numbered ``rule_id`` (a shallow copy: cheaper than dataclasses.replace)."""
+    out = copy.copy(rule)
+    out.id = rule_id
+    return out
 
 
 class Tables:
@@ -226,7 +233,7 @@ class Tables:
                 if ref and ref.startswith("@") and ref[1:] not in sets:
                     raise UsageError(f"unknown set {ref[1:]!r}")
         ids, policy_ids, fresh = assign_ids(rules, policies, self._raw_rules(), self.links)
-        numbered = [dataclasses.replace(r, id=i) for r, i in zip(rules, ids, strict=True)]
+        numbered = [_with_id(r, i) for r, i in zip(rules, ids, strict=True)]
         new_gen = 1 - self.state().gen
         slots = {n: s for n, (s, _) in sets.items()}
         compiled = compile_generation(numbered, policies, self.links, slots, new_gen, policy_ids)
@@ -350,9 +357,11 @@ class Tables:
                 key = key_type.from_buffer_copy(raw)
                 if key.gen == gen:
                     m.delete(key)
-        bitmaps = self.maps[fw.MAP_FW_BITMAPS]
-        lo, hi = gen * GEN_BITMAPS, (gen + 1) * GEN_BITMAPS
-        for raw in list(bitmaps.raw_keys()):
-            (bid,) = struct.unpack("<I", raw)
-            if lo <= bid < hi and bid != fw.FW_EMPTY_BITMAP:
-                bitmaps.delete(bid)
+        # a generation's bitmaps are the ids from its base on, as many as
+        # its header says: one batch delete, no walk over every key
+        header = self.gen_config(gen)
+        if header.nbitmaps:
+            base = gen * GEN_BITMAPS
+            self.maps[fw.MAP_FW_BITMAPS].delete_batch(_pack_u32(range(base, base + header.nbitmaps)), header.nbitmaps)
+            header.nbitmaps = 0  # the generation is not live: no frame reads its header
+            self.maps[fw.MAP_FW_GENS].update(gen, header)

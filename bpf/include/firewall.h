@@ -194,22 +194,30 @@ static __always_inline bool fw_set_has4(const __u8 *addr, __u32 slot)
 	return leaf && ((leaf->bits[(host & 0xff) >> 3] >> (host & 7)) & 1);
 }
 
-/* Is the address in the set in this slot? */
-static __always_inline bool fw_set_has(const struct fw_pkt *p, __u32 slot,
-				       __u32 dir)
+/* Is the address (of the family) in the set in this slot? Steering rules
+ * ask too (bpf/include/steer.h).
+ */
+static __always_inline bool fw_set_contains(const __u8 *addr, __u32 family,
+					    __u32 slot)
 {
 	struct fw_lpm_key key = {};
 	void *trie;
 
-	if (p->family == 4)
-		return fw_set_has4(dir == FW_SRC ? p->src : p->dst, slot);
+	if (family == 4)
+		return fw_set_has4(addr, slot);
 	trie = bpf_map_lookup_elem(&xdpr_fw_sets, &slot);
 	if (!trie)
 		return false;
 	key.prefixlen = 32 + 128;
 	key.tag[2] = 6;
-	__builtin_memcpy(key.addr, dir == FW_SRC ? p->src : p->dst, 16);
+	__builtin_memcpy(key.addr, addr, 16);
 	return bpf_map_lookup_elem(trie, &key) != NULL;
+}
+
+static __always_inline bool fw_set_has(const struct fw_pkt *p, __u32 slot,
+				       __u32 dir)
+{
+	return fw_set_contains(dir == FW_SRC ? p->src : p->dst, p->family, slot);
 }
 
 static __always_inline void fw_count(__u32 id, __u64 len)

@@ -227,7 +227,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct steer_state);
-} xdpr_steer_state SEC(".maps");
+} xdpr_st_state SEC(".maps");
 
 /* The rules in order, gen * STEER_MAX_RULES + position. */
 struct {
@@ -235,7 +235,7 @@ struct {
 	__uint(max_entries, 2 * STEER_MAX_RULES);
 	__type(key, __u32);
 	__type(value, struct steer_rule);
-} xdpr_steer_rules SEC(".maps");
+} xdpr_st_rules SEC(".maps");
 
 /* Per rule id, per CPU: frames steered, and frames that found no target. */
 struct {
@@ -243,7 +243,7 @@ struct {
 	__uint(max_entries, STEER_MAX_IDS);
 	__type(key, __u32);
 	__type(value, struct steer_counter);
-} xdpr_steer_count SEC(".maps");
+} xdpr_st_count SEC(".maps");
 
 /* CPU -> its queue (struct bpf_cpumap_val: queue size, no program): a
  * frame redirected here goes up the kernel's stack on that CPU.
@@ -253,7 +253,7 @@ struct {
 	__uint(max_entries, STEER_MAX_CPUS);
 	__type(key, __u32);
 	__type(value, struct bpf_cpumap_val);
-} xdpr_steer_cpus SEC(".maps");
+} xdpr_st_cpus SEC(".maps");
 
 /* (interface stats slot * STEER_XSK_QUEUES + rx queue) -> AF_XDP socket:
  * the kernel delivers a frame only to a socket bound to the frame's own
@@ -264,6 +264,6 @@ struct {
 	__uint(max_entries, STEER_XSK_ENTRIES);
 	__type(key, __u32);
 	__type(value, __u32);
-} xdpr_steer_xsk SEC(".maps");
+} xdpr_st_xsk SEC(".maps");
 
 #endif

@@ -5,7 +5,7 @@
  *   - to another CPU (STEER_CPU): a cpumap entry without a program, so the
  *     kernel builds the skb and runs its whole stack for the frame there;
  *   - to user space (STEER_XSK): the AF_XDP socket bound to the frame's own
- *     interface and rx queue (xdpr_steer_xsk).
+ *     interface and rx queue (xdpr_st_xsk).
  * A rule whose target is missing (no socket on that queue, no cpumap entry)
  * counts the frame as missed and the frame goes on as if no rule had
  * matched.
@@ -55,7 +55,7 @@ struct steer_pkt {
 static __always_inline bool steer_on(void)
 {
 	__u32 key = 0;
-	struct steer_state *st = bpf_map_lookup_elem(&xdpr_steer_state, &key);
+	struct steer_state *st = bpf_map_lookup_elem(&xdpr_st_state, &key);
 
 	return st && st->enabled;
 }
@@ -124,7 +124,7 @@ static long steer_step(__u64 i, void *data)
 	struct steer_loop *l = data;
 	const struct steer_pkt *p = l->p;
 	__u32 key = p->gen * STEER_MAX_RULES + (__u32)i;
-	const struct steer_rule *r = bpf_map_lookup_elem(&xdpr_steer_rules, &key);
+	const struct steer_rule *r = bpf_map_lookup_elem(&xdpr_st_rules, &key);
 
 	if (!r)
 		return 1;
@@ -176,7 +176,7 @@ static __always_inline void steer_l4(struct steer_pkt *p, const void *l4,
 
 static __always_inline void steer_count(__u32 id, bool missed, __u64 len)
 {
-	struct steer_counter *c = bpf_map_lookup_elem(&xdpr_steer_count, &id);
+	struct steer_counter *c = bpf_map_lookup_elem(&xdpr_st_count, &id);
 
 	if (!c)
 		return;
@@ -206,17 +206,17 @@ static __always_inline int steer_redirect(struct xdp_md *ctx,
 	if (pos < 0 || pos >= STEER_MAX_RULES)
 		return -1;
 	key = p->gen * STEER_MAX_RULES + pos;
-	r = bpf_map_lookup_elem(&xdpr_steer_rules, &key);
+	r = bpf_map_lookup_elem(&xdpr_st_rules, &key);
 	if (!r)
 		return -1;
 	if (r->action == STEER_CPU) {
-		if (bpf_redirect_map(&xdpr_steer_cpus, r->target, 0) == XDP_REDIRECT) {
+		if (bpf_redirect_map(&xdpr_st_cpus, r->target, 0) == XDP_REDIRECT) {
 			steer_count(r->id, false, len);
 			return REASON_STEER_CPU;
 		}
 	} else if (r->action == STEER_XSK && ctx->rx_queue_index < STEER_XSK_QUEUES) {
 		key = slot * STEER_XSK_QUEUES + ctx->rx_queue_index;
-		if (bpf_redirect_map(&xdpr_steer_xsk, key, 0) == XDP_REDIRECT) {
+		if (bpf_redirect_map(&xdpr_st_xsk, key, 0) == XDP_REDIRECT) {
 			steer_count(r->id, false, len);
 			return REASON_STEER_XSK;
 		}
@@ -239,7 +239,7 @@ __noinline int steer_frame(struct xdp_md *ctx, __u32 slot, __u32 family)
 	void *end = (void *)(long)ctx->data_end;
 	struct steer_pkt p = {};
 	__u32 key = 0;
-	struct steer_state *st = bpf_map_lookup_elem(&xdpr_steer_state, &key);
+	struct steer_state *st = bpf_map_lookup_elem(&xdpr_st_state, &key);
 	const void *l3_end;
 
 	if (!st || !st->enabled)

@@ -15,6 +15,7 @@ from .dataplane import abi, abi_fw
 from .errors import XdpRouterError
 from .firewall.rules import add_rule_arguments
 from .router import MODES, IfaceCounters, Router
+from .steer import cli as steer_cli
 
 EXAMPLES = """\
 examples:
@@ -28,6 +29,7 @@ examples:
   xdprouter bench --plot bench.png       Linux vs xdprouter, in a lab of its own
   xdprouter firewall add --action drop --src 192.0.2.0/24
   xdprouter firewall list --json         rules in order, with counters
+  xdprouter steer add --action cpu --cpu 1 --proto udp --dport 5353   this service's kernel work on CPU 1
   xdprouter config check /etc/xdprouter/xdprouter.toml   check a daemon config, change nothing
   xdprouter daemon --config /etc/xdprouter/xdprouter.toml   keep the fast path true (systemd)
   xdprouter reload                       make the running daemon reread its config
@@ -97,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     _daemon_parser(sub)
     trace.add_parser(sub)
     capture.add_parser(sub)
+    steer_cli.add_parser(sub)
     return p
 
 
@@ -386,6 +389,7 @@ _COMMANDS = {
     "config": _config,
     "trace": trace.command,
     "capture": capture.command,
+    "steer": steer_cli.command,
 }
 
 if __name__ == "__main__":

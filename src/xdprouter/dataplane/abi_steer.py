@@ -22,8 +22,8 @@ STEER_MAX_QSIZE = 16384  # the kernel's limit (cpu_map_update_elem)
 
 
 class SteerAction(enum.IntEnum):
-    CPU = 1  # bpf_redirect_map into xdpr_steer_cpus[target]
-    XSK = 2  # bpf_redirect_map into xdpr_steer_xsk[slot * STEER_XSK_QUEUES + rx queue]
+    CPU = 1  # bpf_redirect_map into xdpr_st_cpus[target]
+    XSK = 2  # bpf_redirect_map into xdpr_st_xsk[slot * STEER_XSK_QUEUES + rx queue]
 
 
 class SteerFlag(enum.IntFlag):
@@ -40,7 +40,7 @@ class SteerFlag(enum.IntFlag):
 
 
 class SteerRule(ctypes.Structure):
-    """``xdpr_steer_rules[gen * STEER_MAX_RULES + position]``."""
+    """``xdpr_st_rules[gen * STEER_MAX_RULES + position]``."""
 
     _fields_ = [
         ("src", ctypes.c_uint32 * 4),  # network-order words, already masked (IPv4: the first word)
@@ -66,7 +66,7 @@ class SteerRule(ctypes.Structure):
 
 
 class SteerState(ctypes.Structure):
-    """``xdpr_steer_state[0]``: is any rule loaded (the one read a frame pays
+    """``xdpr_st_state[0]``: is any rule loaded (the one read a frame pays
     without rules), the live generation, each generation's rule count."""
 
     _fields_ = [
@@ -88,11 +88,12 @@ class SteerCounter(ctypes.Structure):
     ]
 
 
-MAP_STEER_STATE = "xdpr_steer_state"
-MAP_STEER_RULES = "xdpr_steer_rules"
-MAP_STEER_COUNT = "xdpr_steer_count"
-MAP_STEER_CPUS = "xdpr_steer_cpus"
-MAP_STEER_XSK = "xdpr_steer_xsk"
+# map names: at most 15 characters (BPF_OBJ_NAME_LEN), the kernel cuts the rest
+MAP_STEER_STATE = "xdpr_st_state"
+MAP_STEER_RULES = "xdpr_st_rules"
+MAP_STEER_COUNT = "xdpr_st_count"
+MAP_STEER_CPUS = "xdpr_st_cpus"
+MAP_STEER_XSK = "xdpr_st_xsk"
 STEER_MAPS = (MAP_STEER_STATE, MAP_STEER_RULES, MAP_STEER_COUNT, MAP_STEER_CPUS, MAP_STEER_XSK)
 
 STRUCTS = (SteerRule, SteerState, SteerCounter)

@@ -26,14 +26,17 @@ H2_MAC = "02:00:00:00:00:22"
 @dataclass
 class SteerLab:
     lab: Lab
-    router_mac: str
+    router_mac: str  # veth1's
+    router_mac2: str  # veth2's
 
-    def frame(self, l3: Packet | None = None, l4: Packet | None = None, *, v6: bool = False) -> bytes:
+    def frame(
+        self, l3: Packet | None = None, l4: Packet | None = None, *, v6: bool = False, mac: str | None = None
+    ) -> bytes:
         if l3 is None:
             l3 = IPv6(src=self.lab.h1.ip6, dst=self.lab.h2.ip6) if v6 else IP(src=self.lab.h1.ip4, dst=self.lab.h2.ip4)
         if l4 is None:
             l4 = UDP(sport=40000, dport=53)
-        return bytes(Ether(dst=self.router_mac, src="02:00:00:00:00:11") / l3 / l4 / (b"x" * 32))
+        return bytes(Ether(dst=mac or self.router_mac, src="02:00:00:00:00:11") / l3 / l4 / (b"x" * 32))
 
     def run(self, frame: bytes, iface: str = "veth1") -> TestRunResult:
         with netns(self.lab.router):
@@ -56,7 +59,7 @@ def steerlab() -> Iterator[SteerLab]:
             for addr in (lab.h2.ip4, lab.h2.ip6):
                 lab.ip(lab.router, "neigh", "replace", addr, "lladdr", H2_MAC, "dev", "veth2", "nud", "permanent")
             lab.xdprouter("attach", "--mode", "native", *lab.router_ifaces)
-            yield SteerLab(lab, lab.mac(lab.router, "veth1"))
+            yield SteerLab(lab, lab.mac(lab.router, "veth1"), lab.mac(lab.router, "veth2"))
         finally:
             lab.xdprouter("detach", "--all", check=False)
 

@@ -13,7 +13,8 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from xdprouter.dataplane.abi import Reason, Verdict
 from xdprouter.errors import UsageError
 from xdprouter.firewall.rules import parse_prefix_lines
-from xdprouter.steer import SteerRule
+from xdprouter.lab import netns
+from xdprouter.steer import Steering, SteerRule
 
 from .conftest import SteerLab
 
@@ -127,3 +128,15 @@ def test_list_and_flush(sl: SteerLab) -> None:
     sl.steer(lambda s: s.flush())
     assert sl.steer(lambda s: s.rules()) == []
     assert sl.run(sl.frame(l4=UDP(dport=5353))).reason == Reason.FORWARD
+
+
+def test_xsk_with_a_socket(sl: SteerLab) -> None:
+    """BPF_PROG_RUN arrives on rx queue 0: with a socket bound there, STEER_XSK."""
+    sl.steer(lambda s: s.add(SteerRule.parse("xsk", proto="udp", dport="53")))
+    assert sl.run(sl.frame()).reason == Reason.FORWARD  # no socket yet
+    with netns(sl.lab.router), Steering().open_socket("veth1", 0):
+        got = sl.run(sl.frame())
+        assert (got.action, got.reason) == ("redirect", Reason.STEER_XSK)
+    assert sl.run(sl.frame()).reason == Reason.FORWARD  # closed: the kernel removed it
+    (row,) = sl.steer(lambda s: s.counters())
+    assert (row.packets, row.missed) == (1, 2)

@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--firewall-only", action="store_true", help="only the firewall part")
     b.add_argument("--profile", action="store_true", help="also where CPU time goes in the 64-byte cases (perf)")
     b.add_argument(
+        "--steer",
+        action="store_true",
+        help="only the steering part: forwarding on the ingress CPU with local UDP traffic steered to another CPU",
+    )
+    b.add_argument(
         "--fw-rules",
         type=ranged_int(0, abi_fw.FW_MAX_RULES - 1),
         default=10_000,
@@ -291,6 +296,13 @@ def _stats(router: Router, args: argparse.Namespace) -> int:
 
 def _bench(router: Router, args: argparse.Namespace) -> int:
     from .lab.bench import main_bench
+
+    if args.steer:
+        from .lab import steerbench
+
+        report = steerbench.run(args.frames, args.reps, log=lambda s: print(s, file=sys.stderr))
+        print(json.dumps(report.as_dict(), indent=2) if args.json else steerbench.table(report))
+        return 0
 
     fw = (args.fw_rules, args.fw_prefixes) if args.firewall or args.firewall_only else None
     return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, fw, args.firewall_only, args.profile)

@@ -4,6 +4,7 @@ that one field changed goes on to the router (FORWARD)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -140,3 +141,12 @@ def test_xsk_with_a_socket(sl: SteerLab) -> None:
     assert sl.run(sl.frame()).reason == Reason.FORWARD  # closed: the kernel removed it
     (row,) = sl.steer(lambda s: s.counters())
     assert (row.packets, row.missed) == (1, 2)
+
+
+def test_trace_names_the_rule(sl: SteerLab) -> None:
+    rule = sl.steer(lambda s: s.add(SteerRule.parse("cpu", cpu=1, proto="udp", dport="53")))
+    out = sl.lab.xdprouter("trace", "veth1", f'IP(src="{H1}", dst="{H2}")/UDP(dport=53)').stdout
+    assert "xdprouter: redirect (steer_cpu)" in out
+    assert f"steering rule {rule.id}: cpu 1 (queue 2048) udp dport 53 (steered)" in out
+    out = sl.lab.xdprouter("trace", "veth1", f'IP(src="{H1}", dst="{H2}")/UDP(dport=54)', "--json").stdout
+    assert json.loads(out)["steer_rule"] is None

@@ -150,3 +150,25 @@ def test_trace_names_the_rule(sl: SteerLab) -> None:
     assert f"steering rule {rule.id}: cpu 1 (queue 2048) udp dport 53 (steered)" in out
     out = sl.lab.xdprouter("trace", "veth1", f'IP(src="{H1}", dst="{H2}")/UDP(dport=54)', "--json").stdout
     assert json.loads(out)["steer_rule"] is None
+
+
+def test_reused_slot_forgets_sockets(sl: SteerLab) -> None:
+    """A socket registered for veth2's slot does not receive frames of the
+    interface that takes the slot after veth2 is detached."""
+    lab = sl.lab
+    sl.steer(lambda s: s.add(SteerRule.parse("xsk")))
+    back = sl.frame(IP(src=H2, dst=H1), mac=sl.router_mac2)
+    lab.ip(lab.router, "link", "add", "slot0", "type", "veth", "peer", "name", "slot1")
+    try:
+        for name in ("slot0", "slot1"):
+            lab.ip(lab.router, "link", "set", name, "up")
+        with netns(lab.router), Steering().open_socket("veth2", 0):
+            assert sl.run(back, "veth2").reason == Reason.STEER_XSK
+            lab.xdprouter("detach", "veth2")
+            lab.xdprouter("attach", "--mode", "native", "slot0")  # veth2's slot
+            frame = sl.frame(IP(src=H2, dst=H1), mac=lab.mac(lab.router, "slot0"))
+            assert sl.run(frame, "slot0").reason != Reason.STEER_XSK
+    finally:
+        lab.xdprouter("detach", "slot0", check=False)
+        lab.ip(lab.router, "link", "del", "slot0", check=False)
+        lab.xdprouter("attach", "--mode", "native", "veth2")

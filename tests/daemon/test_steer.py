@@ -3,7 +3,10 @@ changed (counters go on otherwise), a refused reload changing nothing."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from xdprouter.lab import Lab, netns
 from xdprouter.steer import Steering
@@ -66,3 +69,13 @@ def test_steer_section(lab: Lab, daemons: Callable[..., DaemonProc]) -> None:
     d.config.write_text(BASE + "[steer]\n")  # an empty section: none
     assert "reloaded" in lab.xdprouter("reload").stdout
     assert _rules(lab) == []
+
+
+def test_steer_metrics(lab: Lab, daemons: Callable[..., DaemonProc]) -> None:
+    daemons(BASE + STEER_A + '\n[metrics]\nlisten = "127.0.0.1:9437"\n')
+    with netns(lab.router):
+        text = urllib.request.urlopen("http://127.0.0.1:9437/metrics", timeout=5).read().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    rules = {s.labels["rule"] for s in fams["xdprouter_steer_rule_steered_packets"].samples}
+    assert rules == {"cpu 1 (queue 512) udp dport 5353", "xsk iface veth1 src @h1"}
+    assert {s.value for s in fams["xdprouter_steer_rule_missed_packets"].samples} == {0.0}

@@ -304,4 +304,54 @@ struct {
 	__type(value, struct fw_block);
 } xdpr_fw_blocked SEC(".maps");
 
+/* -- steering rules (bpf/include/steer.h) ------------------------------- */
+
+/* [0]: is any steering rule loaded (the one read a frame pays without
+ * rules), the live generation, each generation's rule count. The control
+ * plane writes the other generation's rules and count, then flips gen.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct steer_state);
+} xdpr_st_state SEC(".maps");
+
+/* The rules in order, gen * STEER_MAX_RULES + position. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * STEER_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct steer_rule);
+} xdpr_st_rules SEC(".maps");
+
+/* Per rule id, per CPU: frames steered, and frames that found no target. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STEER_MAX_IDS);
+	__type(key, __u32);
+	__type(value, struct steer_counter);
+} xdpr_st_count SEC(".maps");
+
+/* CPU -> its queue (struct bpf_cpumap_val: queue size, no program): a
+ * frame redirected here goes up the kernel's stack on that CPU.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_CPUMAP);
+	__uint(max_entries, STEER_MAX_CPUS);
+	__type(key, __u32);
+	__type(value, struct bpf_cpumap_val);
+} xdpr_st_cpus SEC(".maps");
+
+/* (interface stats slot * STEER_XSK_QUEUES + rx queue) -> AF_XDP socket:
+ * the kernel delivers a frame only to a socket bound to the frame's own
+ * device and queue, so the key names both.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, STEER_XSK_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xdpr_st_xsk SEC(".maps");
+
 #endif

@@ -18,6 +18,7 @@
 #include "parsing.h"
 #include "rewrite.h"
 #include "firewall.h"
+#include "steer.h"
 #include "rx_batch.h"
 #include "fib6_local.h"
 #include "capture.h"
@@ -412,6 +413,9 @@ static __always_inline int route_ipv4(struct xdp_md *ctx,
 		return reason;
 	if (!ours)
 		return REASON_NOT_OUR_MAC;
+	reason = steer_ipv4(ctx, cfg->slot); /* include/steer.h */
+	if (reason >= 0)
+		return reason;
 	if (iph->ihl != 5)
 		return REASON_IP_OPTIONS;
 	if (!ipv4_csum_ok(iph))
@@ -498,6 +502,9 @@ static __always_inline int route_ipv6(struct xdp_md *ctx,
 		return reason;
 	if (!ours)
 		return REASON_NOT_OUR_MAC;
+	reason = steer_ipv6(ctx, cfg->slot); /* include/steer.h */
+	if (reason >= 0)
+		return reason;
 	plen = bpf_ntohs(ip6h->payload_len);
 	/* payload_len 0 is a jumbogram or an empty packet: the kernel's call;
 	 * ipv6_rcv() checks the rest against the whole frame

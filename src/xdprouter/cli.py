@@ -15,6 +15,7 @@ from .dataplane import abi, abi_fw
 from .errors import XdpRouterError
 from .firewall.rules import add_rule_arguments
 from .router import MODES, IfaceCounters, Router
+from .steer import cli as steer_cli
 
 EXAMPLES = """\
 examples:
@@ -28,6 +29,7 @@ examples:
   xdprouter bench --plot bench.png       Linux vs xdprouter, in a lab of its own
   xdprouter firewall add --action drop --src 192.0.2.0/24
   xdprouter firewall list --json         rules in order, with counters
+  xdprouter steer add --action cpu --cpu 1 --proto udp --dport 5353   this service's kernel work on CPU 1
   xdprouter config check /etc/xdprouter/xdprouter.toml   check a daemon config, change nothing
   xdprouter daemon --config /etc/xdprouter/xdprouter.toml   keep the fast path true (systemd)
   xdprouter reload                       make the running daemon reread its config
@@ -82,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--firewall-only", action="store_true", help="only the firewall part")
     b.add_argument("--profile", action="store_true", help="also where CPU time goes in the 64-byte cases (perf)")
     b.add_argument(
+        "--steer",
+        action="store_true",
+        help="only the steering part: forwarding on the ingress CPU with local UDP traffic steered to another CPU",
+    )
+    b.add_argument(
         "--fw-rules",
         type=ranged_int(0, abi_fw.FW_MAX_RULES - 1),
         default=10_000,
@@ -97,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     _daemon_parser(sub)
     trace.add_parser(sub)
     capture.add_parser(sub)
+    steer_cli.add_parser(sub)
     return p
 
 
@@ -289,6 +297,13 @@ def _stats(router: Router, args: argparse.Namespace) -> int:
 def _bench(router: Router, args: argparse.Namespace) -> int:
     from .lab.bench import main_bench
 
+    if args.steer:
+        from .lab import steerbench
+
+        report = steerbench.run(args.frames, args.reps, log=lambda s: print(s, file=sys.stderr))
+        print(json.dumps(report.as_dict(), indent=2) if args.json else steerbench.table(report))
+        return 0
+
     fw = (args.fw_rules, args.fw_prefixes) if args.firewall or args.firewall_only else None
     return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, fw, args.firewall_only, args.profile)
 
@@ -386,6 +401,7 @@ _COMMANDS = {
     "config": _config,
     "trace": trace.command,
     "capture": capture.command,
+    "steer": steer_cli.command,
 }
 
 if __name__ == "__main__":

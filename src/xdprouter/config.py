@@ -14,6 +14,12 @@ sysctl_poll_interval = 0.02   # seconds between sysctl reads
 listen = "127.0.0.1:9437"     # Prometheus /metrics (no section: no server)
 
 [firewall]                    # the `xdprouter firewall load` format (docs/firewall.md)
+
+[[steer.rules]]               # steering rules, in order (docs/userspace.md)
+action = "cpu"                # cpu | xsk
+cpu = 1
+proto = "udp"                 # and any of the firewall's match keys
+dport = 5353
 ```
 
 The ``[firewall]`` section is applied by the firewall's own loader
@@ -37,14 +43,18 @@ from . import netlink
 from .errors import UsageError
 from .firewall import Rule
 from .firewall.rules import RULE_FIELDS, parse_prefix_lines, wrong_kind
+from .steer.rules import CONFIG_KEYS as STEER_KEYS
+from .steer.rules import MATCH_FIELDS, SteerRule, online_cpus
+from .steer.rules import rule_from_config as steer_rule
 
 MODES = ("native", "generic", "auto")
 ON_EXIT = ("keep", "detach")
 
-_TOP = {"router", "metrics", "firewall"}
+_TOP = {"router", "metrics", "firewall", "steer"}
 _ROUTER = {"interfaces", "mode", "on_exit", "recheck_interval", "sysctl_poll_interval"}
 _METRICS = {"listen"}
 _FIREWALL = {"policy", "sets", "rules"}
+_STEER = {"rules"}
 # the keys of a rule table: the rule's fields (firewall/rules.py)
 _RULE_KEYS = set(RULE_FIELDS)
 _GONE = re.compile(r"ifindex:\d+")
@@ -67,6 +77,8 @@ class Config:
     firewall_rules: list[Rule] = field(default_factory=list)
     firewall_sets: dict[str, list[str]] = field(default_factory=dict)  # name -> normalised prefixes
     firewall_policies: dict[str, str] = field(default_factory=dict)
+    steer: bool = False  # a [steer] section: its rules are the steering rules; none: leave them alone
+    steer_rules: list[SteerRule] = field(default_factory=list)
 
     def matches(self, name: str) -> bool:
         """Does the interface ``name`` belong to this router (name or glob)?"""
@@ -211,6 +223,8 @@ def load(path: str | Path, *, check_interfaces: bool = True) -> Config:
             cfg.metrics_listen = _listen(c, c.string(metrics["listen"], "metrics.listen"))
     if "firewall" in data:
         _firewall(c, cfg, c.table(data["firewall"], "firewall", _FIREWALL))
+    if "steer" in data:
+        _steer(c, cfg, c.table(data["steer"], "steer", _STEER))
     if check_interfaces:
         _check_interfaces(c, cfg)
     return cfg
@@ -263,6 +277,35 @@ def _firewall(c: _Checker, cfg: Config, section: dict[str, Any]) -> None:
                 raise c.fail(f"firewall.rules[{i}].{what}", f"unknown set {ref[1:]!r} (not in [firewall.sets])")
 
 
+def _steer(c: _Checker, cfg: Config, section: dict[str, Any]) -> None:
+    """Steering rules: their fields, their CPUs (online here, one queue size
+    each) and their sets (the firewall's, from [firewall.sets])."""
+    cfg.steer = True
+    rules = section.get("rules", [])
+    if not isinstance(rules, list):
+        raise c.fail("steer.rules", f"must be an array of tables ([[steer.rules]]), not {_type(rules)}")
+    online, qsizes = online_cpus(), {}
+    for i, spec in enumerate(rules):
+        key = f"steer.rules[{i}]"
+        spec = c.table(spec, key, set(STEER_KEYS))
+        for k, v in spec.items():
+            if k in MATCH_FIELDS and (kind := wrong_kind(k, v)):
+                raise c.fail(f"{key}.{k}", f"must be {kind}, not {_type(v)}")
+        try:
+            rule = steer_rule(key, spec)
+        except UsageError as e:
+            raise c.fail(key, str(e).removeprefix(f"{key}: ")) from None
+        if rule.cpu is not None and rule.cpu not in online:
+            raise c.fail(f"{key}.cpu", f"CPU {rule.cpu} is not online")
+        if rule.cpu is not None and rule.queue_size is not None:
+            if qsizes.setdefault(rule.cpu, rule.queue_size) != rule.queue_size:
+                raise c.fail(f"{key}.queue_size", f"CPU {rule.cpu} already has queue size {qsizes[rule.cpu]}")
+        for what, ref in (("src", rule.match.src), ("dst", rule.match.dst)):
+            if ref and ref.startswith("@") and ref[1:] not in cfg.firewall_sets:
+                raise c.fail(f"{key}.{what}", f"unknown set {ref[1:]!r} (not in [firewall.sets])")
+        cfg.steer_rules.append(rule)
+
+
 def _prefixes(c: _Checker, key: str, lines: list[Any]) -> list[str]:
     for n, line in enumerate(lines, 1):
         if not isinstance(line, str):
@@ -297,3 +340,6 @@ def _check_interfaces(c: _Checker, cfg: Config) -> None:
     for iface in cfg.firewall_policies:
         if iface not in names and not _GONE.fullmatch(iface):
             raise c.fail(f"firewall.policy.{iface}", f"unknown interface {iface!r}")
+    for i, steer in enumerate(cfg.steer_rules):
+        if steer.match.iface and steer.match.iface not in names:
+            raise c.fail(f"steer.rules[{i}].iface", f"unknown interface {steer.match.iface!r}")

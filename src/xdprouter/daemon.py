@@ -14,13 +14,15 @@ IPv6 local table's copy) in step with the kernel by itself:
 
 SIGHUP (or ``xdprouter reload``) reloads the file: checked in full first; a
 refused file changes nothing; an accepted one is applied, the firewall in
-one generation flip. SIGTERM exits and leaves the fast path attached unless
-``on_exit = "detach"``; the next daemon adopts the attached program and its
-maps (counters go on). It tells systemd when it is ready (``sd_notify``).
+one generation flip, then the steering rules (``[steer]``) in another.
+SIGTERM exits and leaves the fast path attached unless ``on_exit =
+"detach"``; the next daemon adopts the attached program and its maps
+(counters go on). It tells systemd when it is ready (``sd_notify``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -121,6 +123,7 @@ class Daemon:
             for s in report.attached:
                 log.info("attached to %s (%s, prog id %d)", s.name, s.mode, s.prog_id)
         self._apply_firewall(cfg)
+        self._apply_steer(cfg)
         self._renew("start")
 
     def _loop(self, events: netlink.Events, wake: socket.socket) -> int:
@@ -286,6 +289,27 @@ class Daemon:
         except XdpRouterError:
             return None
 
+    # -- steering rules ----------------------------------------------------
+
+    def _apply_steer(self, cfg: config_mod.Config) -> bool:
+        """Make the steering rules the config's [steer] section's, unless they
+        are already (their counters then go on); True if they were rewritten."""
+        if not cfg.steer or not self.router.status():
+            return False
+        from .steer import Steering
+
+        steering = Steering()
+        current, wanted = steering.rules(), cfg.steer_rules
+        if len(current) == len(wanted) and all(
+            (c.action, c.cpu, c.match.describe()) == (w.action, w.cpu, w.match.describe())
+            and w.queue_size in (None, c.queue_size)
+            for c, w in zip(current, wanted, strict=True)
+        ):
+            return False
+        steering.replace([dataclasses.replace(r, id=0) for r in cfg.steer_rules])
+        log.info("steering: %d rules", len(cfg.steer_rules))
+        return True
+
     # -- reload ------------------------------------------------------------
 
     def reload(self) -> ReloadResult:
@@ -300,6 +324,7 @@ class Daemon:
                 self.cfg = new  # the digest compares against the new file's sets
                 try:
                     self._apply_firewall(new)
+                    self._apply_steer(new)  # after the sets its rules may name
                 except BaseException:
                     self.cfg = old
                     raise

@@ -91,6 +91,7 @@ class RouterCollector(Collector):
             "xdprouter_ipv6_main_table_lookups", "IPv6 FIB lookups made in the main table alone", lookups.ipv6_main_only
         )
         yield from self._firewall_metrics()
+        yield from self._steer_metrics()
 
     def _firewall_metrics(self) -> Iterator[Metric]:
         fw = Firewall()
@@ -121,6 +122,31 @@ class RouterCollector(Collector):
         for rule_id, n in sorted(per_rule.items()):
             sources.add_metric([rule_id], n)
         yield sources
+
+    def _steer_metrics(self) -> Iterator[Metric]:
+        from .steer import Steering
+
+        try:
+            rows = Steering().counters()
+        except XdpRouterError:
+            return
+        labels = ["rule_id", "position", "action", "rule"]
+        families = {
+            (what, unit): CounterMetricFamily(f"xdprouter_steer_rule_{what}_{unit}", help_, labels=labels)
+            for what, unit, help_ in (
+                ("steered", "packets", "Frames a steering rule sent to its CPU or socket"),
+                ("steered", "bytes", "Bytes a steering rule sent to its CPU or socket"),
+                ("missed", "packets", "Frames a steering rule matched whose target was missing (they went on)"),
+                ("missed", "bytes", "Bytes a steering rule matched whose target was missing"),
+            )
+        }
+        for r in rows:
+            values = [str(r.rule.id), str(r.position), r.rule.action, r.rule.describe()]
+            families["steered", "packets"].add_metric(values, r.packets)
+            families["steered", "bytes"].add_metric(values, r.bytes)
+            families["missed", "packets"].add_metric(values, r.missed)
+            families["missed", "bytes"].add_metric(values, r.missed_bytes)
+        yield from families.values()
 
     def _daemon_metrics(self, d: Daemon) -> Iterator[Metric]:
         age = time.monotonic() - d.stats.snapshot_at if d.stats.snapshot_at else float("nan")

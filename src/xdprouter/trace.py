@@ -12,7 +12,8 @@ destination, source, input interface, tos, protocol, ports) and the
 neighbour entry it would use.
 
 A trace counts: the frame is counted under its reason like a real one, and a
-firewall rule or rate limit it matches counts it too (docs/operations.md).
+firewall rule or rate limit it matches counts it too (docs/operations.md),
+and so does a steering rule, which the trace names.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ class Trace:
     xdp: Hop
     linux: Hop
     linux_route: dict[str, Any] = field(default_factory=dict)
+    steer_rule: dict[str, Any] | None = None  # the steering rule that matched ("missed": its target was missing)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,7 +236,9 @@ def trace(router: Router, iface: str, frame: bytes) -> Trace:
     """Run ``frame`` through the fast path as arriving on ``iface``; Linux beside it."""
     links = netlink.links()
     (link,) = netlink.resolve([iface])
+    before = _steer_counters()
     result = router.test_run(frame, iface)
+    steer_rule = _steer_rule(before, _steer_counters())
     fields = _fields(frame)
     route = netlink.route_get(iif=link.index, **fields) if fields else {"error": "not IP: no route lookup"}
     return Trace(
@@ -246,7 +250,32 @@ def trace(router: Router, iface: str, frame: bytes) -> Trace:
         xdp=_xdp_hop(result.action, result.data, links, ":" in fields.get("dst", "")),
         linux=_linux_hop(route, links),
         linux_route=route,
+        steer_rule=steer_rule,
     )
+
+
+_SteerCounts = dict[int, tuple[Any, int, int]]
+
+
+def _steer_counters() -> _SteerCounts:
+    """id -> (rule, steered, missed) of every steering rule (none without the steering maps)."""
+    from .steer import Steering
+
+    try:
+        return {c.rule.id: (c.rule, c.packets, c.missed) for c in Steering().counters()}
+    except UsageError:
+        return {}
+
+
+def _steer_rule(before: _SteerCounts, after: _SteerCounts) -> dict[str, Any] | None:
+    """The rule whose counters moved by exactly the traced frame (none if no
+    rule did, or other traffic moved several)."""
+    moved = []
+    for rule_id, (rule, packets, missed) in after.items():
+        _, p0, m0 = before.get(rule_id, (rule, packets, missed))
+        if (packets - p0, missed - m0) in ((1, 0), (0, 1)):
+            moved.append({**rule.as_dict(), "rule": rule.describe(), "missed": missed != m0})
+    return moved[0] if len(moved) == 1 else None
 
 
 def _hop_line(hop: Hop) -> str:
@@ -262,6 +291,9 @@ def format_text(t: Trace) -> str:
         f"  {_hop_line(t.xdp)}",
         f"linux:     {_hop_line(t.linux)}",
     ]
+    if t.steer_rule:
+        how = "matched, no target (went on as unmatched)" if t.steer_rule["missed"] else "steered"
+        lines.insert(2, f"  steering rule {t.steer_rule['id']}: {t.steer_rule['rule']} ({how})")
     if t.verdict in ("redirect", "tx"):
         lines.append(f"output ({len(t.output) // 2} bytes):")
         out = bytes.fromhex(t.output)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from xdprouter.dataplane import abi
+from xdprouter.dataplane import abi, abi_steer
 from xdprouter.router import default_object_path
 
 BtfType = dict[str, Any]
@@ -57,6 +57,9 @@ STRUCTS = [
     pytest.param(abi.IfaceConfig, "iface_config", id="iface_config"),
     pytest.param(abi.Counter, "counter", id="counter"),
     pytest.param(abi.IfaceStats, "iface_stats", id="iface_stats"),
+    pytest.param(abi_steer.SteerRule, "steer_rule", id="steer_rule"),
+    pytest.param(abi_steer.SteerState, "steer_state", id="steer_state"),
+    pytest.param(abi_steer.SteerCounter, "steer_counter", id="steer_counter"),
 ]
 
 
@@ -91,6 +94,11 @@ MAPS = [
     pytest.param(abi.MAP_STATS, "iface_stats", abi.MAX_IFACES, id="stats"),
     pytest.param(abi.MAP_TX_PORTS, None, abi.MAX_IFACES, id="tx_ports"),
     pytest.param(abi.MAP_LOCAL4, None, abi.LOCAL4_SLOTS, id="local4"),
+    pytest.param(abi_steer.MAP_STEER_STATE, "steer_state", 1, id="steer_state"),
+    pytest.param(abi_steer.MAP_STEER_RULES, "steer_rule", 2 * abi_steer.STEER_MAX_RULES, id="steer_rules"),
+    pytest.param(abi_steer.MAP_STEER_COUNT, "steer_counter", abi_steer.STEER_MAX_IDS, id="steer_count"),
+    pytest.param(abi_steer.MAP_STEER_CPUS, "bpf_cpumap_val", abi_steer.STEER_MAX_CPUS, id="steer_cpus"),
+    pytest.param(abi_steer.MAP_STEER_XSK, None, abi_steer.STEER_XSK_ENTRIES, id="steer_xsk"),
 ]
 
 
@@ -136,3 +144,12 @@ def test_reason_enum_in_debug_info(obj: Path) -> None:
 def test_reason_enum_in_btf(btf: dict[int, BtfType]) -> None:
     enum = named(btf, "ENUM", "reason")
     assert {v["name"]: v["val"] for v in enum["values"]} == _expected_reasons()
+
+
+def test_map_names_fit_the_kernel() -> None:
+    """The kernel keeps 15 characters of a map's name (BPF_OBJ_NAME_LEN), and
+    commands find the maps by the names it keeps."""
+    from xdprouter.dataplane.abi_fw import FW_MAPS
+
+    for name in (*abi.ROUTER_MAPS, *FW_MAPS, *abi_steer.STEER_MAPS):
+        assert len(name) <= 15, name

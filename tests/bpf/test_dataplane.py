@@ -784,5 +784,6 @@ def test_reason_table_covers_every_reason_it_can() -> None:
     seen = {p.values[2] for p in NOT_FORWARDED + EGRESS_MTU}
     seen |= {R.FORWARD, R.TX_SAME_IFACE, R.TX_VIA_DEVMAP, R.FWD_DISABLED, R.IFACE_UNCONFIGURED, R.UNVERIFIED_SOURCE}
     seen |= {R.FW_DROP, R.FW_POLICY_DROP, R.FW_RATE_LIMIT, R.FW_BLOCKED, R.FW_UNPARSED}  # tests/firewall
+    seen |= {R.STEER_CPU, R.STEER_XSK}  # tests/steer
     missing = set(Reason) - seen - {R.INTERNAL_ERROR, R.HEADERS_SPLIT}
     assert not missing, f"reasons without a test: {sorted(r.name for r in missing)}"

@@ -28,6 +28,14 @@ action = "drop"
 src = "@docs"
 """
 
+STEER = """
+[[steer.rules]]
+action = "cpu"
+cpu = 1
+proto = "udp"
+dport = 5353
+"""
+
 BAD = [
     ("unknown key", GOOD.replace('mode = "auto"', 'mdoe = "auto"'), ":3: router.mdoe: unknown key"),
     ("wrong type", GOOD.replace('mode = "auto"', "mode = 1"), ":3: router.mode: must be a string, not an integer"),
@@ -48,6 +56,22 @@ BAD = [
     ("duplicate table", GOOD + '\n[firewall.sets]\nother = ["10.0.0.0/8"]\n', ":18: Cannot declare"),
     ("bad listen", GOOD.replace("127.0.0.1:9437", "localhost"), ":6: metrics.listen:"),
     ("no router", GOOD.replace("[router]", "[routr]"), ":1: routr: unknown key"),
+    ("steer key", GOOD + STEER.replace("cpu = 1", "cpus = 1"), ":20: steer.rules[0].cpus: unknown key"),
+    ("steer action", GOOD + STEER.replace('"cpu"', '"gpu"'), ":18: steer.rules[0]: unknown steering action"),
+    ("steer cpu", GOOD + STEER.replace("cpu = 1", "cpu = 63"), ":20: steer.rules[0].cpu: CPU 63 is not online"),
+    ("steer match", GOOD + STEER.replace("dport = 5353", "dport = 70000"), ":18: steer.rules[0]: destination port"),
+    (
+        "steer type",
+        GOOD + STEER.replace("dport = 5353", "dport = 1.5"),
+        ":22: steer.rules[0].dport: must be a string or an integer",
+    ),
+    ("steer iface", GOOD + STEER + 'iface = "eth9"\n', ":23: steer.rules[0].iface: unknown interface 'eth9'"),
+    ("steer set", GOOD + STEER + 'src = "@nope"\n', ":23: steer.rules[0].src: unknown set 'nope'"),
+    (
+        "steer queues",
+        GOOD + STEER + "queue_size = 64\n" + STEER + "queue_size = 128\n",
+        ":30: steer.rules[1].queue_size: CPU 1 already has queue size 64",
+    ),
 ]
 
 
@@ -80,6 +104,12 @@ def test_good_config(lab: Lab, tmp_path: Path) -> None:
     out = lab.xdprouter("config", "check", str(path))
     assert out.stdout.strip() == f"{path}: ok (2 interface patterns, 1 firewall rules)"
     assert lab.xdprouter("status", "--json").stdout.strip() == "[]"  # checked, nothing touched
+
+
+def test_steer_config(lab: Lab, tmp_path: Path) -> None:
+    path = tmp_path / "good.toml"
+    path.write_text(GOOD + STEER + 'src = "@docs"\n' + STEER.replace('"cpu"', '"xsk"').replace("cpu = 1", ""))
+    assert "ok" in lab.xdprouter("config", "check", str(path)).stdout
 
 
 def test_example_config_is_valid(lab: Lab) -> None:

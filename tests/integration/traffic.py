@@ -18,7 +18,7 @@ from xdprouter.lab import Lab, Transfer, netns, tcp_transfer
 
 __all__ = ["Transfer", "tcp_transfer"]
 
-VERDICTS = ("forwarded", "tx", "passed", "dropped", "aborted")
+VERDICTS = ("forwarded", "tx", "passed", "dropped", "aborted", "steered")
 # Linux values (<linux/in.h>, <asm-generic/socket.h>); Python 3.11 lacks the names
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)

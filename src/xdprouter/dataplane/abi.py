@@ -20,6 +20,7 @@ class Verdict(enum.IntEnum):
     PASSED = 2  # XDP_PASS: handed to the kernel's own stack
     DROPPED = 3  # XDP_DROP
     ABORTED = 4  # XDP_ABORTED: the program failed; visible, never silent
+    STEERED = 5  # XDP_REDIRECT by a steering rule: to another CPU's kernel stack, or to an AF_XDP socket
 
 
 class Reason(enum.IntEnum):
@@ -75,6 +76,10 @@ class Reason(enum.IntEnum):
     # a multi-buffer (jumbo) frame whose layer-4 header is not all in its
     # first buffer, where the program reads headers: the kernel's
     HEADERS_SPLIT = 34
+    # steering rules (bpf/include/steer.h, dataplane/abi_steer.py): after the
+    # firewall, before routing
+    STEER_CPU = 35  # to another CPU through the cpumap: the kernel's stack runs there
+    STEER_XSK = 36  # to the AF_XDP socket bound to the ingress queue
 
     @property
     def verdict(self) -> Verdict:
@@ -109,6 +114,8 @@ OUTCOMES = {
     Reason.FW_BLOCKED: (Verdict.DROPPED, XdpAction.DROP),
     Reason.FW_UNPARSED: (Verdict.DROPPED, XdpAction.DROP),
     Reason.INTERNAL_ERROR: (Verdict.ABORTED, XdpAction.ABORTED),
+    Reason.STEER_CPU: (Verdict.STEERED, XdpAction.REDIRECT),
+    Reason.STEER_XSK: (Verdict.STEERED, XdpAction.REDIRECT),
 }
 
 # Transport protocols whose header starts with a 16-bit source and

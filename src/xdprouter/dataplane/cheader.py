@@ -1,4 +1,4 @@
-"""build/abi.h, generated from abi.py and abi_fw.py: ``python -m xdprouter.dataplane.cheader``."""
+"""build/abi.h, generated from abi.py, abi_fw.py and abi_steer.py: ``python -m xdprouter.dataplane.cheader``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ctypes
 import re
 import sys
 
-from . import abi, abi_fw
+from . import abi, abi_fw, abi_steer
 
 _C_TYPES = {
     ctypes.c_uint8: "__u8",
@@ -91,6 +91,9 @@ def c_header() -> str:
     out += ["};", "", "enum fw_rule_flag {"]
     out += [f"\tFW_RULE_{f.name} = {f.value}," for f in abi_fw.FwRuleFlag]
     out += ["};", ""]
+    out += [f"#define {name} {getattr(abi_steer, name)}" for name in abi_steer.CONSTANTS]
+    out += ["enum steer_action {"] + [f"\tSTEER_{a.name} = {a.value}," for a in abi_steer.SteerAction] + ["};"]
+    out += ["enum steer_flag {"] + [f"\tSTEER_HAS_{f.name} = {f.value}," for f in abi_steer.SteerFlag] + ["};", ""]
     structs = (
         abi.IfaceConfig,
         abi.Counter,
@@ -119,6 +122,7 @@ def c_header() -> str:
         abi.Local6Addr,
         abi.Local6State,
         abi.Fib6Probe,
+        *abi_steer.STRUCTS,
     )
     for struct in structs:
         out.append(f"struct {_c_struct_name(struct)} {{")

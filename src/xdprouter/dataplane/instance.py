@@ -18,6 +18,7 @@ from .. import netlink
 from ..errors import BpfError, UsageError
 from . import abi, bpf, xdp
 from .abi_fw import FW_MAPS
+from .abi_steer import STEER_MAPS
 
 NOT_ATTACHED = "xdprouter is not attached in this namespace"
 
@@ -109,7 +110,7 @@ def _open(prog_id: int, links: list[netlink.Link]) -> Instance | None:
     maps = {}
     for map_id in prog.map_ids():
         m = bpf.Map.from_id(map_id)
-        if m.name in abi.ROUTER_MAPS or m.name in FW_MAPS:
+        if m.name in abi.ROUTER_MAPS or m.name in FW_MAPS or m.name in STEER_MAPS:
             maps[m.name] = m
         else:
             m.close()

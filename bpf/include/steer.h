@@ -32,6 +32,7 @@
 
 #include "abi.h"
 #include "maps.h"
+#include "firewall.h"
 #include "frame.h"
 #include "parsing.h"
 
@@ -60,19 +61,11 @@ static __always_inline bool steer_on(void)
 	return st && st->enabled;
 }
 
-/* Is the address in the firewall's set in this slot (xdpr_fw_sets)? */
+/* Is the address in the firewall's set in this slot? */
 static __always_inline bool steer_in_set(const struct steer_pkt *p, __u32 slot,
 					 const __u32 *addr)
 {
-	struct fw_lpm_key key = {};
-	void *trie = bpf_map_lookup_elem(&xdpr_fw_sets, &slot);
-
-	if (!trie)
-		return false;
-	key.prefixlen = 32 + (p->family == 4 ? 32 : 128);
-	key.tag[2] = p->family;
-	__builtin_memcpy(key.addr, addr, 16);
-	return bpf_map_lookup_elem(trie, &key) != NULL;
+	return fw_set_contains((const __u8 *)addr, p->family, slot);
 }
 
 static __always_inline bool steer_prefix(const __u32 *addr, const __u32 *net,

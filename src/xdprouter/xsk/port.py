@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import struct
+from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .. import netlink
 from ..dataplane import bpf, xdp
 from ..dataplane.syscalls import setns_net
 from ..errors import UsageError, XdpRouterError
+from .batch import Batch
 from .socket import Socket, Statistics, default_object_path, queue_count
 
 
@@ -138,23 +140,25 @@ class Port:
         for s in self.sockets:
             self._poll.register(s.fileno(), select.POLLIN)
         self._next = 0
+        self._empty = Batch(None, memoryview(b""), array("Q"))
 
-    def recv(self, max_frames: int = 64, timeout: float | None = 0) -> list[memoryview]:
+    def recv(self, max_frames: int = 64, timeout: float | None = 0) -> Batch:
         """Frames from the queues in turn: the first that has any, up to
-        ``max_frames``; with ``timeout``, waits for one as :meth:`Socket.recv`."""
-        socks = self.sockets
+        ``max_frames``; with ``timeout``, waits for one as :meth:`Socket.recv`.
+        ``batch.socket`` (also ``last``) is the socket they came from."""
+        socks, batch = self.sockets, self._empty
         for _ in range(2):
             for k in range(len(socks)):
                 s = socks[(self._next + k) % len(socks)]
-                frames = s.recv(max_frames)
-                if frames:
+                batch = s.recv(max_frames)
+                if batch:
                     self._next = (self._next + k + 1) % len(socks)
                     self.last = s
-                    return frames
+                    return batch
             if timeout == 0:
                 break
             self._poll.poll(None if timeout is None else int(timeout * 1000))
-        return []
+        return batch
 
     def frames(self, timeout: float | None = None) -> Iterator[tuple[Socket, memoryview]]:
         """Each received frame with the socket it came from (answer on that

@@ -1,10 +1,12 @@
-"""The batch API and the ways out of it, with real frames in a lab: a
-received frame sent back in place (no copy), forwarded to another
-interface's socket (a copy into its UMEM)."""
+"""The batch API and the three ways out of it, with real frames in a lab:
+a received frame sent back in place (no copy), forwarded to another
+interface's socket (a copy into its UMEM), and given back to the kernel
+(a TAP and a TC redirect to the interface's ingress)."""
 
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 
@@ -201,3 +203,49 @@ def test_forward_to_another_interface(lab: Lab, reflector: Callable[..., xsk.Por
     finally:
         out.close()
     assert sorted(got) == sorted(h2_mac + r2_mac + f[12:] for f in sent)
+
+
+def test_give_back_to_the_kernel(lab: Lab, reflector: Callable[..., xsk.Port]) -> None:
+    """Every frame goes through Python and back to the kernel as if received
+    on veth1: ARP and ping are answered, a UDP socket on the router gets the
+    datagrams, and a packet socket on veth1 sees the frames h1 sent, byte
+    for byte, once each."""
+    quiet_h1(lab)
+    ports: list[xsk.Port] = []
+
+    def answer(batch: xsk.Batch) -> None:
+        assert ports[0].to_kernel(batch) == len(batch)
+
+    ports.append(reflector(answer))
+    with netns(lab.router):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((lab.h1.gw4, 9))
+    udp.settimeout(3)
+    tap = raw_socket(lab.router, "veth1")
+    try:
+        ping = lab.run(lab.h1.ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", lab.h1.gw4, check=False)
+        assert ping.returncode == 0, ping.stdout
+        sent = frames(lab, 200, b"kern")
+        send_from_h1(lab, sent)
+        seen = incoming(tap, len(sent) + 1, b"kern", timeout=3)
+        datagrams = [udp.recv(2048) for _ in sent]
+    finally:
+        udp.close()
+        tap.close()
+    assert sorted(seen) == sorted(sent)
+    assert sorted(datagrams) == sorted(f[42:] for f in sent)
+    assert ports[0].reinjector is not None
+    with netns(lab.router):
+        assert ports[0].reinjector.tap in {name for _, name in socket.if_nameindex()}
+
+
+def test_give_back_refused_in_generic_mode(lab: Lab) -> None:
+    with netns(lab.router), xsk.Port("veth1", xdp_mode="generic") as port:
+        with pytest.raises(
+            UsageError, match="^frames go back to the kernel only past a native-mode redirector, not generic$"
+        ):
+            port.to_kernel([])
+        with pytest.raises(UsageError, match="^veth1's XDP program runs in generic mode"):
+            xsk.Reinjector("veth1")
+    with netns(lab.router):
+        assert not [name for _, name in socket.if_nameindex() if name.startswith("xskk")]

@@ -21,6 +21,8 @@ indices itself (the ABI libxdp's static inline helpers implement too):
   on an interface, and its XSKMAP (rx queue -> socket).
 * :class:`Port`: both for every queue of an interface (the rx queue a frame
   lands on depends on the sender, on a veth its CPU).
+* :class:`Reinjector`: frames given back to the kernel, as if received on
+  their interface (a TAP and ``bpf/xsk_reinject.bpf.c`` on its TC ingress).
 
 Copy mode works with every driver (veth included); ``mode="zerocopy"``
 asks the driver to place frames in the UMEM directly and fails where it
@@ -31,6 +33,7 @@ target); on weaker memory models it would need barriers.
 
 from .batch import Batch
 from .port import Port, Redirector
+from .reinject import Reinjector
 from .socket import MODES, Socket, Statistics, XskError, default_object_path, queue_count
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "Batch",
     "Port",
     "Redirector",
+    "Reinjector",
     "Socket",
     "Statistics",
     "XskError",

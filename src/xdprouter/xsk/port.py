@@ -18,6 +18,7 @@ from ..dataplane import bpf, xdp
 from ..dataplane.syscalls import setns_net
 from ..errors import UsageError, XdpRouterError
 from .batch import Batch
+from .reinject import Reinjector
 from .socket import Socket, Statistics, default_object_path, queue_count
 
 
@@ -124,8 +125,11 @@ class Port:
         frames: int = 4096,
     ) -> None:
         wanted = list(range(queue_count(iface))) if queues is None else list(queues)
+        self.iface, self.xdp_mode = iface, xdp_mode
         self.sockets: list[Socket] = []
         self.redirector: Redirector | None = None
+        self.reinjector: Reinjector | None = None  # to_kernel's, once used
+        self._home = _Netns()
         try:
             for q in wanted:
                 self.sockets.append(Socket(iface, q, mode=mode, frames=frames))
@@ -171,6 +175,18 @@ class Port:
             for frame in batch:
                 yield sock, frame
 
+    def to_kernel(self, frames: Iterable[bytes | bytearray | memoryview]) -> int:
+        """Give ``frames`` to the kernel as if received on the interface
+        (a :class:`Reinjector`, made on first use); returns how many."""
+        if self.reinjector is None:
+            if self.xdp_mode != "native":
+                raise UsageError(
+                    f"frames go back to the kernel only past a native-mode redirector, not {self.xdp_mode}"
+                )
+            with self._home:
+                self.reinjector = Reinjector(self.iface)
+        return self.reinjector.send(frames)
+
     def stats(self) -> Statistics:
         total = Statistics(0, 0, 0, 0, 0, 0)
         for s in self.sockets:
@@ -178,12 +194,16 @@ class Port:
         return total
 
     def close(self) -> None:
+        if self.reinjector is not None:
+            self.reinjector.close()
+            self.reinjector = None
         if self.redirector is not None:
             self.redirector.close()
             self.redirector = None
         for s in self.sockets:
             s.close()
         self.sockets = []
+        self._home.close()
 
     def __enter__(self) -> Port:
         return self

@@ -99,6 +99,15 @@ def test_closed_port_detaches(lab: Lab) -> None:
         assert xdp.query(index).prog_id == 0
 
 
+def test_reopened_at_once(lab: Lab) -> None:
+    """The kernel lets go of a closed socket's queue a moment later: a new
+    socket on it binds all the same (it waits for that)."""
+    with netns(lab.router):
+        for _ in range(4):
+            with xsk.Port("veth1") as port:
+                assert port.sockets
+
+
 def test_bad_queue_is_one_line(lab: Lab) -> None:
     with netns(lab.router):
         n = xsk.queue_count("veth1")

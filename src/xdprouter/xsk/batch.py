@@ -33,7 +33,7 @@ class Batch(Sequence[memoryview]):
     that many bytes of frame ``i`` (up to the end of its buffer).
     """
 
-    __slots__ = ("socket", "umem", "offsets", "lengths", "released", "_sent", "_count")
+    __slots__ = ("socket", "umem", "offsets", "lengths", "released", "descs", "_sent", "_count")
 
     def __init__(self, socket: Socket | None, umem: memoryview, descs: array[int]) -> None:
         self.socket = socket  # the socket that received the frames (None: the empty batch)
@@ -42,6 +42,7 @@ class Batch(Sequence[memoryview]):
         # without XDP_USE_SG (never set here), so that word is the length
         self.offsets: array[int] = descs[0::2]  # where each frame starts in umem
         self.lengths: array[int] = descs[1::2]
+        self.descs = descs  # as received: what the TX ring takes too
         self.released = False  # the buffers are no longer the batch's
         self._sent: bytearray | None = None  # 1 for each frame sent in place
         self._count = 0  # how many were
@@ -80,6 +81,16 @@ class Batch(Sequence[memoryview]):
             return array("Q")
         sent = self._sent
         return array("Q", [a for a, s in zip(self.offsets, sent, strict=True) if not s])
+
+    def take_all(self) -> array[int] | None:
+        """For sending the whole batch in place: its descriptors as received,
+        every frame then marked as sent; None if some frame was sent already
+        or a length was edited (then frame by frame)."""
+        if self._sent is not None or self.lengths != self.descs[1::2]:
+            return None
+        self._sent = bytearray(b"\x01") * len(self.offsets)
+        self._count = len(self.offsets)
+        return self.descs
 
     def mark_sent(self, i: int) -> bool:
         """Mark frame ``i`` as sent in place; False if it already was."""

@@ -123,6 +123,7 @@ class Port:
         mode: str = "auto",
         xdp_mode: str = "native",
         frames: int = 4096,
+        ring_size: int = 2048,
     ) -> None:
         wanted = list(range(queue_count(iface))) if queues is None else list(queues)
         self.iface, self.xdp_mode = iface, xdp_mode
@@ -132,7 +133,7 @@ class Port:
         self._home = _Netns()
         try:
             for q in wanted:
-                self.sockets.append(Socket(iface, q, mode=mode, frames=frames))
+                self.sockets.append(Socket(iface, q, mode=mode, frames=frames, ring_size=ring_size))
             self.redirector = Redirector(iface, xdp_mode)
             for s in self.sockets:
                 self.redirector.add(s)

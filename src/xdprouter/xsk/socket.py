@@ -17,6 +17,7 @@ import time
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from .. import netlink
@@ -47,6 +48,7 @@ from .ring import (
 
 AF_XDP = afxdp.AF_XDP
 MODES = ("auto", "copy", "zerocopy")
+BIND_RETRY_SECONDS = 1.0
 
 
 class XskError(XdpRouterError):
@@ -178,7 +180,14 @@ class Socket:
         self._rx_target, self._in_rx, self._tx_out = half, 0, 0
         self._post_fill(array("Q"))
         flags = XDP_USE_NEED_WAKEUP | {"auto": 0, "copy": XDP_COPY, "zerocopy": XDP_ZEROCOPY}[mode]
-        err = afxdp.bind_xsk(fd, self.ifindex, self.queue, flags)
+        # a socket closed on this queue just before lets go of it a moment
+        # later (the kernel frees its buffer pool from a work queue): EBUSY
+        # until then, so try again for a while
+        deadline = time.monotonic() + BIND_RETRY_SECONDS
+        while (err := afxdp.bind_xsk(fd, self.ifindex, self.queue, flags)) == errno.EBUSY:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         if err:
             why = {
                 errno.EOPNOTSUPP: f"{self.iface}'s driver has no zero-copy AF_XDP",
@@ -266,40 +275,43 @@ class Socket:
         self._reap()
         return self._tx.room()
 
-    def send(self, frames: Iterable[bytes | bytearray | memoryview]) -> int:
+    def send(self, frames: Iterable[bytes | bytearray | memoryview], *, kick: bool = True) -> int:
         """Send frames out of the socket's interface and queue; each is
         copied into a free UMEM buffer (frames of another socket's batch
         too: forwarding to another interface). Returns how many were queued
-        (fewer than given when the TX ring or the free buffers run out)."""
-        room = self._tx_room()
-        view, free, size = self._view, self._free, self.frame_size
-        descs: array[int] = array("Q")
-        for frame in frames:
-            if not room or not free:
-                break
-            n = len(frame)
-            if n > size:
-                raise UsageError(f"frame of {n} bytes does not fit a {size}-byte UMEM buffer")
-            addr = free.pop()
+        (fewer than given when the TX ring or the free buffers run out).
+        ``kick=False``: queued only, sent at the next :meth:`kick`."""
+        free, size = self._free, self.frame_size
+        todo = list(islice(frames, min(self._tx_room(), len(free))))
+        if not todo:
+            return 0
+        lengths = array("Q", map(len, todo))
+        if max(lengths) > size:
+            raise UsageError(f"frame of {max(lengths)} bytes does not fit a {size}-byte UMEM buffer")
+        addrs = array("Q", free[-len(todo) :])
+        del free[-len(todo) :]
+        view = self._view
+        for addr, n, frame in zip(addrs, lengths, todo, strict=True):
             view[addr : addr + n] = frame
-            descs.append(addr)
-            descs.append(n)
-            room -= 1
-        return self._post_tx(descs)
+        descs = array("Q", bytes(16 * len(todo)))
+        descs[0::2], descs[1::2] = addrs, lengths
+        return self._post_tx(descs, kick)
 
-    def send_in_place(self, batch: Batch, indices: Iterable[int] | None = None) -> int:
+    def send_in_place(self, batch: Batch, indices: Iterable[int] | None = None, *, kick: bool = True) -> int:
         """Send frames of ``batch`` (all, or those at ``indices``, in that
         order) out of this socket's interface and queue from the buffers
         they arrived in: no copy. Edit them in place first (``batch[i]`` is
         writable; ``batch.lengths[i]`` sets the length sent). Their buffers
         leave the batch, and come back to the socket when sent. Returns how
         many were queued: the first ones, fewer when the TX ring is full;
-        the rest stay in the batch."""
+        the rest stay in the batch. ``kick=False`` as for :meth:`send`."""
         if batch.socket is not self:
             raise UsageError("a batch is sent in place only by the socket that received it (its UMEM)")
         if batch.released:
             raise UsageError("the batch was released: its buffers are the kernel's again")
         room = self._tx_room()
+        if indices is None and len(batch) <= room and (whole := batch.take_all()) is not None:
+            return self._post_tx(whole, kick)  # as the kernel gave them: valid
         offsets, lengths, mask, size = batch.offsets, batch.lengths, self.frame_size - 1, self.frame_size
         descs: array[int] = array("Q")
         for i in range(len(batch)) if indices is None else indices:
@@ -313,12 +325,12 @@ class Socket:
             descs.append(addr)
             descs.append(n)
             room -= 1
-        return self._post_tx(descs)
+        return self._post_tx(descs, kick)
 
-    def _post_tx(self, descs: array[int]) -> int:
+    def _post_tx(self, descs: array[int], kick: bool) -> int:
         n = self._tx.produce(descs)
-        if n:
-            self._tx_out += n
+        self._tx_out += n
+        if n and kick:
             self.kick()
         return n
 

@@ -213,6 +213,10 @@ def _look(batch: xsk.Batch) -> int:
     return n
 
 
+def _nothing() -> None:
+    pass
+
+
 def _lengths(batch: xsk.Batch) -> int:
     n = 0
     for length in batch.lengths:
@@ -220,82 +224,87 @@ def _lengths(batch: xsk.Batch) -> int:
     return n
 
 
-def _drain_cost(
-    sock: xsk.Socket,
-    flood: Flood,
-    frame: bytes,
-    rounds: int,
-    work: Callable[[xsk.Batch], int],
-    with_recv: bool,
-    after: Callable[[], object] = lambda: None,
-) -> float:
-    """ns per frame of ``work`` on full batches of frames queued in the
-    ring (1,536 a round, the flood stopped), ``recv`` timed too or not;
-    ``after`` each round, untimed."""
-    total = frames = 0
+Work = tuple[Callable[[xsk.Batch], int], bool, Callable[[], object]]  # per batch, recv timed too, after a round
+
+
+def _drain_costs(sock: xsk.Socket, flood: Flood, frame: bytes, rounds: int, works: dict[str, Work]) -> dict[str, float]:
+    """ns per frame of each work on full batches of frames queued in the
+    ring (1,536 a round, the flood stopped), the works taking turns round by
+    round (so that a slow moment of the machine is shared)."""
+    total = dict.fromkeys(works, 0)
+    frames = dict.fromkeys(works, 0)
     for _ in range(rounds):
-        while sock.recv(BATCH):
-            pass
-        _queue(flood, frame, 1536)
-        with on_cpu(1):
-            while sock.pending() >= BATCH:
-                t0 = time.perf_counter_ns()
-                batch = sock.recv(BATCH)
-                t1 = time.perf_counter_ns()
-                frames += work(batch)
-                total += time.perf_counter_ns() - (t0 if with_recv else t1)
-            after()
-    return total / frames if frames else float("nan")
+        for name, (work, with_recv, after) in works.items():
+            while sock.recv(BATCH):
+                pass
+            _queue(flood, frame, 1536)
+            with on_cpu(1):
+                while sock.pending() >= BATCH:
+                    t0 = time.perf_counter_ns()
+                    batch = sock.recv(BATCH)
+                    t1 = time.perf_counter_ns()
+                    frames[name] += work(batch)
+                    total[name] += time.perf_counter_ns() - (t0 if with_recv else t1)
+                after()
+    return {name: total[name] / frames[name] if frames[name] else float("nan") for name in works}
 
 
 def xsk_costs(lab: Lab, flood: Flood, frame: bytes, rounds: int = 20) -> dict[str, float]:
     """ns per frame, frames queued: ``recv`` alone (the batch API's own
-    cost), with a byte of every frame read (the reader), and the ways out
-    (each without the recv): in place and copied to a socket on veth2, both
-    with the kernel's transmit (copy mode: an skb, a copy and the veth's
-    transmit per frame, in the kick's system calls) and without it
-    (``kick=False``, sent after the round), and back to the kernel."""
+    cost), with each frame's length or a byte of it read (the readers), and
+    the ways out (each without the recv): in place and copied to a socket on
+    veth2, both with the kernel's transmit (copy mode: an skb, a copy and
+    the veth's transmit per frame, in the kick's system calls) and without
+    it (``kick=False``, sent after the round), and back to the kernel."""
     with netns(lab.router), xsk.Port(lab.router_ifaces[0]) as port, xsk.Socket(lab.router_ifaces[1], 0) as out:
         sock = port.sockets[0]  # the flood's frames arrive on queue 0 (sent from CPU 0)
         port.to_kernel([])  # the TAP made before timing
-        cost = functools.partial(_drain_cost, sock, flood, frame, rounds)
-        return {
-            "recv": cost(len, True),
-            "recv_length": cost(_lengths, True),
-            "recv_byte": cost(_look, True),
-            "send_in_place": cost(sock.send_in_place, False),
-            "send_in_place_python": cost(functools.partial(sock.send_in_place, kick=False), False, sock.flush),
-            "send_copy_other": cost(out.send, False),
-            "send_copy_other_python": cost(functools.partial(out.send, kick=False), False, out.flush),
-            "to_kernel": cost(port.to_kernel, False),
-        }
+        return _drain_costs(
+            sock,
+            flood,
+            frame,
+            rounds,
+            {
+                "recv": (len, True, _nothing),
+                "recv_length": (_lengths, True, _nothing),
+                "recv_byte": (_look, True, _nothing),
+                "send_in_place": (sock.send_in_place, False, _nothing),
+                "send_in_place_python": (functools.partial(sock.send_in_place, kick=False), False, sock.flush),
+                "send_copy_other": (out.send, False, _nothing),
+                "send_copy_other_python": (functools.partial(out.send, kick=False), False, out.flush),
+                "to_kernel": (port.to_kernel, False, _nothing),
+            },
+        )
 
 
-def packet_cost(sock: socket.socket, flood: Flood, frame: bytes, rounds: int, byte: bool) -> float:
-    """ns per frame of ``recv_into`` (and a byte read), frames queued on the socket."""
+def packet_costs(sock: socket.socket, flood: Flood, frame: bytes, rounds: int) -> dict[str, float]:
+    """ns per frame of ``recv_into`` with the length or a byte read, frames
+    queued on the socket, taking turns round by round."""
     buf = bytearray(2048)
     sock.setblocking(False)
-    total_ns = frames = 0
     recv_into = sock.recv_into
+    total = {"af_packet_length": 0, "af_packet_byte": 0}
+    frames = dict.fromkeys(total, 0)
     for _ in range(rounds):
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                recv_into(buf)
-        _queue(flood, frame, 1536)
-        n = 0
-        with on_cpu(1):
-            t = time.perf_counter_ns()
+        for name in total:
             with contextlib.suppress(BlockingIOError):
-                if byte:
-                    while True:
-                        recv_into(buf)
-                        n += buf[PROTO] == 17
-                else:
-                    while True:
-                        n += recv_into(buf) > 0
-            total_ns += time.perf_counter_ns() - t
-        frames += n
-    return total_ns / frames if frames else float("nan")
+                while True:
+                    recv_into(buf)
+            _queue(flood, frame, 1536)
+            n = 0
+            with on_cpu(1):
+                t = time.perf_counter_ns()
+                with contextlib.suppress(BlockingIOError):
+                    if name == "af_packet_byte":
+                        while True:
+                            recv_into(buf)
+                            n += buf[PROTO] == 17
+                    else:
+                        while True:
+                            n += recv_into(buf) > 0
+                total[name] += time.perf_counter_ns() - t
+            frames[name] += n
+    return {name: total[name] / frames[name] if frames[name] else float("nan") for name in total}
 
 
 def _summary(windows: list[Window]) -> tuple[float, float, float, float]:
@@ -331,8 +340,7 @@ def run(seconds: float = 3.0, reps: int = 3, rounds: int = 20) -> Result:
                 )
         costs = xsk_costs(lab, flood, frame, rounds)
         with packet_socket(lab.router, iface) as sock:
-            costs["af_packet_length"] = packet_cost(sock, flood, frame, rounds, byte=False)
-            costs["af_packet_byte"] = packet_cost(sock, flood, frame, rounds, byte=True)
+            costs.update(packet_costs(sock, flood, frame, rounds))
     summary = {name: _summary(w) for name, w in runs.items()}
     x, p = summary["xsk"][0], summary["af_packet"][0]
     return Result(

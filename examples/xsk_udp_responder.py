@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"answering UDP {args.ip}:{args.port} on {args.iface}", file=sys.stderr, flush=True)
             while not stop and (args.count is None or replies < args.count):
                 batch = port.recv(64, timeout=0.1)
-                if not batch:
+                sock = batch.socket  # answer on the queue the request came in on
+                if sock is None:  # nothing came
                     continue
-                sock = port.last  # answer on the queue the request came in on
                 answers = []
                 for i, frame in enumerate(batch):
                     if answer_udp(frame, ip, args.port):

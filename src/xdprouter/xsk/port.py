@@ -170,9 +170,11 @@ class Port:
         socket to leave by the same interface)."""
         while True:
             batch = self.recv(timeout=timeout)
-            if not batch and timeout is not None:
-                return
-            sock = self.last
+            sock = batch.socket
+            if sock is None:  # none in time
+                if timeout is not None:
+                    return
+                continue
             for frame in batch:
                 yield sock, frame
 

@@ -249,3 +249,37 @@ def test_give_back_refused_in_generic_mode(lab: Lab) -> None:
             xsk.Reinjector("veth1")
     with netns(lab.router):
         assert not [name for _, name in socket.if_nameindex() if name.startswith("xskk")]
+
+
+def test_bad_lengths_refused_nothing_lost(lab: Lab) -> None:
+    """A frame that does not fit is a one-line error; in place, the frames
+    before it leave all the same, the rest stay in the batch."""
+    quiet_h1(lab)
+    sent = frames(lab, 3, b"len")
+    h1 = raw_socket(lab.h1.ns, "eth0")
+    try:
+        with netns(lab.router), xsk.Socket("veth1", 0) as sock, xsk.Redirector("veth1") as redirector:
+            redirector.add(sock)
+            for bad in (b"", bytes(2049)):
+                with pytest.raises(
+                    UsageError, match=r"^a frame of \d+ bytes: a 2048-byte UMEM buffer takes 1\.\.2048$"
+                ):
+                    sock.send([sent[0], bad])
+            batch = sock.recv()
+            for _ in range(50):  # queue 0 only: send until the three land there together
+                for f in sent:
+                    h1.send(f)
+                batch = sock.recv(timeout=0.1)
+                if len(batch) == 3:
+                    break
+            assert [bytes(f) for f in batch] == sent
+            batch.lengths[1] = 4000
+            with pytest.raises(UsageError, match=r"^frame 1: 4000 bytes do not fit its UMEM buffer \(1\.\.\d+\)$"):
+                sock.send_in_place(batch, [0, 1, 2])
+            assert [batch.sent(i) for i in range(3)] == [True, False, False]
+            assert sock.flush()
+            back = incoming(h1, 2, b"len", timeout=1)
+            assert sock.stats().tx_invalid_descs == 0
+    finally:
+        h1.close()
+    assert back == [sent[0]]

@@ -16,7 +16,7 @@ import struct
 import time
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -70,14 +70,7 @@ class Statistics:
         return Statistics(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
 
     def as_tuple(self) -> tuple[int, ...]:
-        return (
-            self.rx_dropped,
-            self.rx_invalid_descs,
-            self.tx_invalid_descs,
-            self.rx_ring_full,
-            self.rx_fill_ring_empty_descs,
-            self.tx_ring_empty_descs,
-        )
+        return astuple(self)
 
 
 def default_object_path() -> Path:
@@ -225,6 +218,8 @@ class Socket:
         if batch.released:
             return
         batch.released = True
+        if not self._rings:  # closed
+            return
         if self._held is batch:
             self._held = None
         self._post_fill(batch.kept())
@@ -286,8 +281,9 @@ class Socket:
         if not todo:
             return 0
         lengths = array("Q", map(len, todo))
-        if max(lengths) > size:
-            raise UsageError(f"frame of {max(lengths)} bytes does not fit a {size}-byte UMEM buffer")
+        lo, hi = min(lengths), max(lengths)
+        if not 0 < lo <= hi <= size:
+            raise UsageError(f"a frame of {hi if lo else 0} bytes: a {size}-byte UMEM buffer takes 1..{size}")
         addrs = array("Q", free[-len(todo) :])
         del free[-len(todo) :]
         view = self._view
@@ -314,18 +310,21 @@ class Socket:
             return self._post_tx(whole, kick)  # as the kernel gave them: valid
         offsets, lengths, mask, size = batch.offsets, batch.lengths, self.frame_size - 1, self.frame_size
         descs: array[int] = array("Q")
-        for i in range(len(batch)) if indices is None else indices:
-            if not room:
-                break
-            addr, n = offsets[i], lengths[i]
-            if not 0 < n <= size - (addr & mask):
-                raise UsageError(f"frame {i}: {n} bytes do not fit its UMEM buffer (at most {size - (addr & mask)})")
-            if not batch.mark_sent(i):
-                raise UsageError(f"frame {i} of the batch was already sent in place")
-            descs.append(addr)
-            descs.append(n)
-            room -= 1
-        return self._post_tx(descs, kick)
+        try:
+            for i in range(len(batch)) if indices is None else indices:
+                if not room:
+                    break
+                addr, n = offsets[i], lengths[i]
+                if not 0 < n <= size - (addr & mask):
+                    raise UsageError(f"frame {i}: {n} bytes do not fit its UMEM buffer (1..{size - (addr & mask)})")
+                if not batch.mark_sent(i):
+                    raise UsageError(f"frame {i} of the batch was already sent in place")
+                descs.append(addr)
+                descs.append(n)
+                room -= 1
+        finally:  # those before a refused one leave all the same: their buffers are marked sent
+            sent = self._post_tx(descs, kick)
+        return sent
 
     def _post_tx(self, descs: array[int], kick: bool) -> int:
         n = self._tx.produce(descs)

@@ -67,7 +67,8 @@ class Batch(Sequence[memoryview]):
 
     def __iter__(self) -> Iterator[memoryview]:
         umem = self.umem
-        return iter([umem[a : a + n] for a, n in zip(self.offsets, self.lengths, strict=True)])
+        for a, n in zip(self.offsets, self.lengths, strict=True):
+            yield umem[a : a + n]
 
     def sent(self, i: int) -> bool:
         """Whether frame ``i`` was sent in place (its buffer is the kernel's)."""

@@ -55,7 +55,7 @@ test: venv bpf
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: venv bpf
-	$(VENV)/bin/xdprouter bench --firewall --plot bench-results/bench.png
+	$(VENV)/bin/xdprouter bench --firewall --xsk --plot bench-results/bench.png
 
 lint: venv
 	$(VENV)/bin/ruff check src tests

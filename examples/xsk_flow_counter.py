@@ -32,6 +32,8 @@ PORTS = {6, 17}  # TCP, UDP
 def flow_of(frame: memoryview) -> tuple[object, ...]:
     """The flow key of one frame, read in place from the UMEM."""
     (ethertype,) = struct.unpack_from("!H", frame, 12)
+    src: IPv4Address | IPv6Address
+    dst: IPv4Address | IPv6Address
     if ethertype == 0x0800 and len(frame) >= 34:
         ihl = (frame[14] & 0x0F) * 4
         proto = frame[23]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A UDP echo service (RFC 862) in user space: frames arrive through AF_XDP,
-the reply is built in Python and sent back through the same socket. It
+the reply is built in Python in the request's own UMEM buffer and sent back
+from there through the same socket (``send_in_place``: no copy). It
 answers ARP for its address too, since every frame of the interface comes
 to it; everything else is counted and dropped.
 
@@ -23,42 +24,29 @@ from xdprouter import netlink, xsk
 from xdprouter.errors import XdpRouterError
 
 
-def checksum(data: bytes | memoryview) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data = bytes(data) + b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def arp_reply(frame: memoryview, mac: bytes, ip: bytes) -> bytes | None:
-    """The answer to an ARP request for ``ip``, or None."""
+def answer_arp(frame: memoryview, mac: bytes, ip: bytes) -> bool:
+    """Turn an ARP request for ``ip`` into its reply, in place; False if it is not one."""
     if len(frame) < 42 or frame[12:14] != b"\x08\x06" or frame[20:22] != b"\x00\x01" or frame[38:42] != ip:
-        return None
+        return False
     sha, spa = bytes(frame[22:28]), bytes(frame[28:32])
-    return sha + mac + b"\x08\x06" + bytes(frame[14:20]) + b"\x00\x02" + mac + ip + sha + spa
+    frame[0:12] = sha + mac
+    frame[20:42] = b"\x00\x02" + mac + ip + sha + spa
+    return True
 
 
-def udp_reply(frame: memoryview, ip: bytes, port: int) -> bytes | None:
-    """The echo of a UDP datagram to ``ip``:``port`` (IPv4, no options), or None."""
+def answer_udp(frame: memoryview, ip: bytes, port: int) -> bool:
+    """Turn a UDP datagram to ``ip``:``port`` (IPv4, no options) into its
+    echo, in place: MACs, addresses and ports swapped. Swapping leaves both
+    checksums right (the IPv4 header's and the pseudo-header's sums do not
+    depend on the order). False if it is not one."""
     if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[14] != 0x45 or frame[23] != 17:
-        return None
+        return False
     if frame[30:34] != ip or struct.unpack_from("!H", frame, 36)[0] != port:
-        return None
-    total = struct.unpack_from("!H", frame, 16)[0]
-    payload = bytes(frame[42 : 14 + total])
-    src, sport = bytes(frame[26:30]), struct.unpack_from("!H", frame, 34)[0]
-    udp_len = 8 + len(payload)
-    pseudo = ip + src + struct.pack("!BBH", 0, 17, udp_len)
-    udp = struct.pack("!HHHH", port, sport, udp_len, 0) + payload
-    udp_sum = checksum(pseudo + udp) or 0xFFFF
-    udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, 64, 17, 0, ip, src)
-    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
-    eth = bytes(frame[6:12]) + bytes(frame[0:6]) + b"\x08\x00"
-    return eth + hdr + udp
+        return False
+    frame[0:12] = bytes(frame[6:12]) + bytes(frame[0:6])
+    frame[26:34] = bytes(frame[30:34]) + bytes(frame[26:30])
+    frame[34:38] = bytes(frame[36:38]) + bytes(frame[34:36])
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,19 +68,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"answering UDP {args.ip}:{args.port} on {args.iface}", file=sys.stderr, flush=True)
             while not stop and (args.count is None or replies < args.count):
                 batch = port.recv(64, timeout=0.1)
-                if not batch:
+                sock = batch.socket  # answer on the queue the request came in on
+                if sock is None:  # nothing came
                     continue
-                sock = port.last  # answer on the queue the request came in on
-                out = []
-                for frame in batch:
-                    reply = udp_reply(frame, ip, args.port) or arp_reply(frame, mac, ip)
-                    if reply is None:
+                answers = []
+                for i, frame in enumerate(batch):
+                    if answer_udp(frame, ip, args.port):
+                        replies += 1
+                    elif not answer_arp(frame, mac, ip):
                         ignored += 1
-                    else:
-                        out.append(reply)
-                        replies += frame[12:14] == b"\x08\x00"
-                while out:
-                    out = out[sock.send(out) :]
+                        continue
+                    answers.append(i)
+                sent = 0
+                while sent < len(answers):  # from the buffers they came in: no copy
+                    sent += sock.send_in_place(batch, answers[sent:])
                 sock.flush()
     except XdpRouterError as e:
         print(f"xsk_udp_responder: error: {e}", file=sys.stderr)

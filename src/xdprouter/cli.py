@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "--firewall", action="store_true", help="also the firewall: drop rate vs nftables, forwarding with rules"
     )
     b.add_argument("--firewall-only", action="store_true", help="only the firewall part")
+    b.add_argument("--xsk", nargs="?", type=SECONDS, const=3.0, metavar="SECONDS", help="also xsk vs AF_PACKET reads")
+    b.add_argument("--xsk-only", action="store_true", help="only the xsk part (--xsk: its seconds a run)")
     b.add_argument("--profile", action="store_true", help="also where CPU time goes in the 64-byte cases (perf)")
     b.add_argument(
         "--steer",
@@ -305,7 +307,9 @@ def _bench(router: Router, args: argparse.Namespace) -> int:
         return 0
 
     fw = (args.fw_rules, args.fw_prefixes) if args.firewall or args.firewall_only else None
-    return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, fw, args.firewall_only, args.profile)
+    xsk = args.xsk or (3.0 if args.xsk_only else None)
+    parts = (fw, args.firewall_only, args.profile, xsk, args.xsk_only)
+    return main_bench(args.json, args.plot, args.frames, args.reps, args.routes, *parts)
 
 
 def _firewall(router: Router, args: argparse.Namespace) -> int:

@@ -52,6 +52,12 @@ def resolve(names: list[str]) -> list[Link]:
     return [by_name[n] for n in names]
 
 
+def set_up(index: int) -> None:
+    """Bring interface ``index`` up."""
+    with IPRoute() as ipr:
+        ipr.link("set", index=index, state="up")
+
+
 def ipv4_addresses() -> set[ipaddress.IPv4Address]:
     """Every IPv4 address configured in the namespace."""
     with IPRoute() as ipr:

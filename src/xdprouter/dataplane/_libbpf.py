@@ -167,6 +167,26 @@ class BpfMapBatchOpts(ctypes.Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_u64), ("flags", c_u64)]
 
 
+class BpfTcHook(ctypes.Structure):
+    """``struct bpf_tc_hook``: an interface's TC hook (clsact qdisc)."""
+
+    _fields_ = [("sz", c_size_t), ("ifindex", c_int), ("attach_point", c_int), ("parent", c_u32), ("_pad", c_u32)]
+
+
+class BpfTcOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", c_size_t),
+        ("prog_fd", c_int),
+        ("flags", c_u32),
+        ("prog_id", c_u32),
+        ("handle", c_u32),
+        ("priority", c_u32),
+        ("_pad", c_u32),
+    ]
+
+
+BPF_TC_INGRESS = 1 << 0
+
 # enum bpf_map_type (linux/bpf.h): the ones the project names
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
@@ -238,6 +258,8 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
         [c_int, c_void_p, c_void_p, ctypes.POINTER(c_u32), ctypes.POINTER(BpfMapBatchOpts)],
     ),
     "bpf_map_create": (c_int, [c_int, c_char_p, c_u32, c_u32, c_u32, ctypes.POINTER(BpfMapCreateOpts)]),
+    "bpf_tc_hook_create": (c_int, [ctypes.POINTER(BpfTcHook)]),
+    "bpf_tc_attach": (c_int, [ctypes.POINTER(BpfTcHook), ctypes.POINTER(BpfTcOpts)]),
     "bpf_prog_test_run_opts": (c_int, [c_int, ctypes.POINTER(BpfTestRunOpts)]),
     "libbpf_num_possible_cpus": (c_int, []),
     "libbpf_set_print": (c_void_p, [c_void_p]),

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import BpfError, UsageError
-from . import Lab, fwbench, profile, progcost
+from . import Lab, fwbench, profile, progcost, xskbench
 from .rig import CASES_64B, CONFIGS, TABLE_PAIRS, WIRE, Bench, Measurement, default_cases
 from .traffic import IN_FLIGHT, Traffic
 
@@ -51,6 +51,7 @@ class Report:
     forwarding_ns: dict[str, dict[str, float]] = field(default_factory=dict)  # case -> config -> ns per frame
     source_mpps: dict[str, float] = field(default_factory=dict)  # case -> the loop through a wire (no lookup)
     source_ns: float = 0.0  # the loop hosts' XDP program, ns per frame (bpf_stats)
+    xsk: xskbench.Result | None = None  # frames read in Python, xsk vs AF_PACKET (--xsk)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -65,6 +66,7 @@ class Report:
             "table_load_seconds": self.table_load_seconds,
             "notes": self.notes,
             "firewall": self.firewall.as_dict() if self.firewall else None,
+            "xsk": self.xsk.as_dict() if self.xsk else None,
             "profiles": {c: {k: p.as_dict() for k, p in by.items()} for c, by in self.profiles.items()},
         }
 
@@ -76,12 +78,18 @@ def run(
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
     firewall: tuple[int, int] | None = None,
     profiled: bool = False,
+    xsk: float | None = None,
 ) -> Report:
     """``firewall``: also the firewall part (fwbench.py), with (rules, set prefixes);
-    ``profiled``: also where the time goes in the 64-byte cases (perf, profile.py)."""
+    ``profiled``: also where the time goes in the 64-byte cases (perf, profile.py);
+    ``xsk``: also frames read in Python (xskbench.py), runs of that many seconds."""
     if profiled and not profile.available():
         raise UsageError("perf not found: install Debian's linux-perf to use --profile")
-    return _run(frames, reps, table_routes, log, firewall, profiled)
+    report = _run(frames, reps, table_routes, log, firewall, profiled)
+    if xsk:
+        log(f"xsk: frames read in Python under a flood, xdprouter.xsk vs AF_PACKET ({reps} runs of {xsk} s each)...")
+        report.xsk = xskbench.run(seconds=xsk, reps=reps)
+    return report
 
 
 def _run(
@@ -224,6 +232,8 @@ def table(report: Report) -> str:
         lines += ["", profile_table(report)]
     if report.firewall:
         lines += ["", fwbench.table(report.firewall)]
+    if report.xsk:
+        lines += ["", xskbench.table(report.xsk)]
     return "\n".join(lines)
 
 
@@ -278,14 +288,21 @@ def main_bench(
     firewall: tuple[int, int] | None = None,
     firewall_only: bool = False,
     profiled: bool = False,
+    xsk: float | None = None,
+    xsk_only: bool = False,
 ) -> int:
-    """``firewall``: (rules, set prefixes) of the firewall part; ``firewall_only``: nothing else."""
+    """``firewall``: (rules, set prefixes) of the firewall part; ``xsk``:
+    seconds a run of the xsk part; ``*_only``: that part, nothing else."""
     if firewall_only:
         rules, prefixes = firewall or (10_000, 1_000_000)
         fw = fwbench.run(frames=frames, reps=reps, rules=rules, set_prefixes=prefixes)
         print(json.dumps(fw.as_dict(), indent=2) if json_out else fwbench.table(fw))
         return 0
-    report = run(frames=frames, reps=reps, table_routes=table_routes, firewall=firewall, profiled=profiled)
+    if xsk_only:
+        xr = xskbench.run(seconds=xsk or 3.0, reps=reps)
+        print(json.dumps(xr.as_dict(), indent=2) if json_out else xskbench.table(xr))
+        return 0
+    report = run(frames=frames, reps=reps, table_routes=table_routes, firewall=firewall, profiled=profiled, xsk=xsk)
     if plot_path:
         Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
         plot(report, plot_path)

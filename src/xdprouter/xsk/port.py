@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import struct
+from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from .. import netlink
 from ..dataplane import bpf, xdp
 from ..dataplane.syscalls import setns_net
 from ..errors import UsageError, XdpRouterError
+from .batch import Batch
+from .reinject import Reinjector
 from .socket import Socket, Statistics, default_object_path, queue_count
 
 
@@ -120,13 +123,17 @@ class Port:
         mode: str = "auto",
         xdp_mode: str = "native",
         frames: int = 4096,
+        ring_size: int = 2048,
     ) -> None:
         wanted = list(range(queue_count(iface))) if queues is None else list(queues)
+        self.iface, self.xdp_mode = iface, xdp_mode
         self.sockets: list[Socket] = []
         self.redirector: Redirector | None = None
+        self.reinjector: Reinjector | None = None  # to_kernel's, once used
+        self._home = _Netns()
         try:
             for q in wanted:
-                self.sockets.append(Socket(iface, q, mode=mode, frames=frames))
+                self.sockets.append(Socket(iface, q, mode=mode, frames=frames, ring_size=ring_size))
             self.redirector = Redirector(iface, xdp_mode)
             for s in self.sockets:
                 self.redirector.add(s)
@@ -138,34 +145,50 @@ class Port:
         for s in self.sockets:
             self._poll.register(s.fileno(), select.POLLIN)
         self._next = 0
+        self._empty = Batch(None, memoryview(b""), array("Q"))
 
-    def recv(self, max_frames: int = 64, timeout: float | None = 0) -> list[memoryview]:
+    def recv(self, max_frames: int = 64, timeout: float | None = 0) -> Batch:
         """Frames from the queues in turn: the first that has any, up to
-        ``max_frames``; with ``timeout``, waits for one as :meth:`Socket.recv`."""
-        socks = self.sockets
+        ``max_frames``; with ``timeout``, waits for one as :meth:`Socket.recv`.
+        ``batch.socket`` (also ``last``) is the socket they came from."""
+        socks, batch = self.sockets, self._empty
         for _ in range(2):
             for k in range(len(socks)):
                 s = socks[(self._next + k) % len(socks)]
-                frames = s.recv(max_frames)
-                if frames:
+                batch = s.recv(max_frames)
+                if batch:
                     self._next = (self._next + k + 1) % len(socks)
                     self.last = s
-                    return frames
+                    return batch
             if timeout == 0:
                 break
             self._poll.poll(None if timeout is None else int(timeout * 1000))
-        return []
+        return batch
 
     def frames(self, timeout: float | None = None) -> Iterator[tuple[Socket, memoryview]]:
         """Each received frame with the socket it came from (answer on that
         socket to leave by the same interface)."""
         while True:
             batch = self.recv(timeout=timeout)
-            if not batch and timeout is not None:
-                return
-            sock = self.last
+            sock = batch.socket
+            if sock is None:  # none in time
+                if timeout is not None:
+                    return
+                continue
             for frame in batch:
                 yield sock, frame
+
+    def to_kernel(self, frames: Iterable[bytes | bytearray | memoryview]) -> int:
+        """Give ``frames`` to the kernel as if received on the interface
+        (a :class:`Reinjector`, made on first use); returns how many."""
+        if self.reinjector is None:
+            if self.xdp_mode != "native":
+                raise UsageError(
+                    f"frames go back to the kernel only past a native-mode redirector, not {self.xdp_mode}"
+                )
+            with self._home:
+                self.reinjector = Reinjector(self.iface)
+        return self.reinjector.send(frames)
 
     def stats(self) -> Statistics:
         total = Statistics(0, 0, 0, 0, 0, 0)
@@ -174,12 +197,16 @@ class Port:
         return total
 
     def close(self) -> None:
+        if self.reinjector is not None:
+            self.reinjector.close()
+            self.reinjector = None
         if self.redirector is not None:
             self.redirector.close()
             self.redirector = None
         for s in self.sockets:
             s.close()
         self.sockets = []
+        self._home.close()
 
     def __enter__(self) -> Port:
         return self

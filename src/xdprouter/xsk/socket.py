@@ -1,8 +1,8 @@
 """One AF_XDP socket: an interface queue, its UMEM and its four rings, set
 up with plain syscalls (Documentation/networking/af_xdp.rst), the rings'
-producer/consumer indices kept here. The ring index arithmetic relies on
-x86-64's store and load ordering (the project's only target); on weaker
-memory models it would need barriers."""
+producer/consumer indices kept here (ring.py). Received frames come as a
+:class:`Batch`; sending copies frames into free buffers, or sends a batch's
+frames from the buffers they arrived in."""
 
 from __future__ import annotations
 
@@ -16,24 +16,39 @@ import struct
 import time
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from itertools import islice
 from pathlib import Path
 
 from .. import netlink
 from ..dataplane import afxdp
 from ..errors import UsageError, XdpRouterError
 from ..router import default_object_path as router_object_path
+from .batch import Batch
+from .ring import (
+    PGOFF_COMPLETION,
+    PGOFF_FILL,
+    PGOFF_RX,
+    PGOFF_TX,
+    SOL_XDP,
+    XDP_COPY,
+    XDP_MMAP_OFFSETS,
+    XDP_OPTIONS,
+    XDP_OPTIONS_ZEROCOPY,
+    XDP_RX_RING,
+    XDP_STATISTICS,
+    XDP_TX_RING,
+    XDP_UMEM_COMPLETION_RING,
+    XDP_UMEM_FILL_RING,
+    XDP_UMEM_REG,
+    XDP_USE_NEED_WAKEUP,
+    XDP_ZEROCOPY,
+    Ring,
+)
 
 AF_XDP = afxdp.AF_XDP
-SOL_XDP = 283
-# linux/if_xdp.h
-XDP_MMAP_OFFSETS, XDP_RX_RING, XDP_TX_RING, XDP_UMEM_REG = 1, 2, 3, 4
-XDP_UMEM_FILL_RING, XDP_UMEM_COMPLETION_RING, XDP_STATISTICS, XDP_OPTIONS = 5, 6, 7, 8
-XDP_COPY, XDP_ZEROCOPY, XDP_USE_NEED_WAKEUP = 1 << 1, 1 << 2, 1 << 3
-XDP_RING_NEED_WAKEUP = 1
-XDP_OPTIONS_ZEROCOPY = 1
-PGOFF_RX, PGOFF_TX, PGOFF_FILL, PGOFF_COMPLETION = 0, 0x80000000, 0x100000000, 0x180000000
 MODES = ("auto", "copy", "zerocopy")
+BIND_RETRY_SECONDS = 1.0
 
 
 class XskError(XdpRouterError):
@@ -55,14 +70,7 @@ class Statistics:
         return Statistics(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
 
     def as_tuple(self) -> tuple[int, ...]:
-        return (
-            self.rx_dropped,
-            self.rx_invalid_descs,
-            self.tx_invalid_descs,
-            self.rx_ring_full,
-            self.rx_fill_ring_empty_descs,
-            self.tx_ring_empty_descs,
-        )
+        return astuple(self)
 
 
 def default_object_path() -> Path:
@@ -87,35 +95,12 @@ def queue_count(iface: str) -> int:
     return max(1, min(rx + combined, tx + combined))
 
 
-class _Ring:
-    """One of the four rings, mmapped: producer and consumer indices, flags,
-    and descriptors (16-byte xdp_desc for RX/TX, 8-byte addresses for the
-    fill and completion rings), all viewed as native integers."""
-
-    def __init__(self, fd: int, offsets: tuple[int, int, int, int], size: int, desc_size: int, pgoff: int) -> None:
-        producer, consumer, desc, flags = offsets
-        length = desc + size * desc_size
-        self.map = mmap.mmap(fd, length, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), offset=pgoff)
-        view = memoryview(self.map)
-        self.words = view.cast("I")  # producer, consumer and flags, by word index
-        self.prod, self.cons, self.flags = producer // 4, consumer // 4, flags // 4
-        self.desc = view[desc:length].cast("Q")
-        self.mask = size - 1
-        self.size = size
-
-    def need_wakeup(self) -> bool:
-        return bool(self.words[self.flags] & XDP_RING_NEED_WAKEUP)
-
-    def close(self) -> None:
-        self.desc.release()
-        self.words.release()
-        self.map.close()
-
-
 class Socket:
     """An AF_XDP socket bound to ``iface``'s rx/tx queue ``queue``, with a
     UMEM of ``frames`` buffers of ``frame_size`` bytes: half of them wait in
-    the fill ring for received frames, half are for sending.
+    the fill ring for received frames, half are for sending (a frame sent in
+    place takes its buffer from one half to the other; the fill ring is
+    topped up from the free buffers).
 
     Frames reach it only through an XDP program that redirects them into an
     XSKMAP entry holding this socket (see :class:`Redirector`). Create it in
@@ -147,7 +132,7 @@ class Socket:
             )
         self.iface, self.ifindex, self.queue = iface, link.index, queue
         self.frame_size = frame_size
-        self._rings: list[_Ring] = []
+        self._rings: list[Ring] = []
         self._umem: mmap.mmap | None = None
         self._sock = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
         try:
@@ -172,19 +157,30 @@ class Socket:
         ):
             self._sockopt(opt, struct.pack("I", half), f"sizing the {what} ring")
         off = struct.unpack("16Q", self._sock.getsockopt(SOL_XDP, XDP_MMAP_OFFSETS, 128))
-        self._rx = _Ring(fd, off[0:4], half, 16, PGOFF_RX)
-        self._tx = _Ring(fd, off[4:8], half, 16, PGOFF_TX)
-        self._fill = _Ring(fd, off[8:12], half, 8, PGOFF_FILL)
-        self._comp = _Ring(fd, off[12:16], half, 8, PGOFF_COMPLETION)
+        self._rx = Ring(fd, off[0:4], half, 16, PGOFF_RX)
+        self._tx = Ring(fd, off[4:8], half, 16, PGOFF_TX)
+        self._fill = Ring(fd, off[8:12], half, 8, PGOFF_FILL)
+        self._comp = Ring(fd, off[12:16], half, 8, PGOFF_COMPLETION)
         self._rings = [self._rx, self._tx, self._fill, self._comp]
         self._view = memoryview(self._umem)
-        # the first half of the buffers to the fill ring, the rest free for TX
-        self._held: list[int] = [i * frame_size for i in range(half)]
-        self._release()
-        self._free: list[int] = [i * frame_size for i in range(half, frames)]
-        self._tx_buffers = frames - half
+        self._empty = Batch(None, self._view, array("Q"))
+        self._held: Batch | None = None  # the last batch received, until its buffers go back
+        # Buffers: the kernel's for receiving (fill and RX rings: ``_in_rx``,
+        # kept at ``_rx_target`` when free buffers allow), a batch's, on the
+        # TX ring (``_tx_out``), or free (``_free``: for ``send`` and for
+        # topping the fill ring up after frames were sent in place).
+        self._free: list[int] = [i * frame_size for i in range(frames)]
+        self._rx_target, self._in_rx, self._tx_out = half, 0, 0
+        self._post_fill(array("Q"))
         flags = XDP_USE_NEED_WAKEUP | {"auto": 0, "copy": XDP_COPY, "zerocopy": XDP_ZEROCOPY}[mode]
-        err = afxdp.bind_xsk(fd, self.ifindex, self.queue, flags)
+        # a socket closed on this queue just before lets go of it a moment
+        # later (the kernel frees its buffer pool from a work queue): EBUSY
+        # until then, so try again for a while
+        deadline = time.monotonic() + BIND_RETRY_SECONDS
+        while (err := afxdp.bind_xsk(fd, self.ifindex, self.queue, flags)) == errno.EBUSY:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         if err:
             why = {
                 errno.EOPNOTSUPP: f"{self.iface}'s driver has no zero-copy AF_XDP",
@@ -203,24 +199,30 @@ class Socket:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def _release(self) -> None:
-        """Give the buffers of the last batch back to the kernel (fill ring)."""
-        held, ring = self._held, self._fill
-        if not held:
-            return
-        words, desc, mask = ring.words, ring.desc, ring.mask
-        prod = words[ring.prod]
-        start = prod & mask
-        n = len(held)
-        if start + n <= ring.size:
-            desc[start : start + n] = array("Q", held)
-        else:
-            for i, addr in enumerate(held):
-                desc[(prod + i) & mask] = addr
-        words[ring.prod] = (prod + n) & 0xFFFFFFFF
-        held.clear()
-        if ring.need_wakeup():
+    def _post_fill(self, addrs: array[int]) -> None:
+        """Hand ``addrs`` to the kernel for receiving (fill ring), topped up
+        from the free buffers to ``_rx_target``."""
+        need = self._rx_target - self._in_rx - len(addrs)
+        free = self._free
+        if need > 0 and free:
+            take = free[-need:]
+            del free[-need:]
+            addrs = addrs + array("Q", take)
+        n = self._fill.produce(addrs)
+        self._in_rx += n
+        if n and self._fill.need_wakeup():
             self._wakeup_rx()
+
+    def _give_back(self, batch: Batch) -> None:
+        """Return a batch's buffers to the kernel, but those sent in place."""
+        if batch.released:
+            return
+        batch.released = True
+        if not self._rings:  # closed
+            return
+        if self._held is batch:
+            self._held = None
+        self._post_fill(batch.kept())
 
     def _wakeup_rx(self) -> None:
         try:
@@ -230,93 +232,126 @@ class Socket:
 
     def pending(self) -> int:
         """Frames waiting in the RX ring."""
-        words = self._rx.words
-        return (words[self._rx.prod] - words[self._rx.cons]) & 0xFFFFFFFF
+        return self._rx.pending()
 
-    def recv(self, max_frames: int = 64, timeout: float | None = 0) -> list[memoryview]:
-        """Up to ``max_frames`` received frames, as memoryviews into the UMEM.
+    def recv(self, max_frames: int = 64, timeout: float | None = 0) -> Batch:
+        """Up to ``max_frames`` received frames, as a :class:`Batch`: their
+        lengths and UMEM offsets as arrays, and a memoryview into the UMEM
+        for each frame on access (no copy).
 
         Waits up to ``timeout`` seconds for the first (``None``: forever, 0:
-        not at all). The views are valid until the next ``recv`` on this
-        socket, which gives their buffers back to the kernel: copy
-        (``bytes(frame)``) what must live longer.
+        not at all). The frames are valid until the next ``recv`` on this
+        socket, which gives the last batch's buffers back to the kernel (or
+        until ``batch.release()``): copy (``bytes(frame)``) what must live
+        longer.
         """
-        self._release()
+        held = self._held
+        if held is not None:
+            self._give_back(held)
         ring = self._rx
-        words = ring.words
-        cons = words[ring.cons]
-        n = (words[ring.prod] - cons) & 0xFFFFFFFF
-        if not n and timeout != 0:
+        if timeout != 0 and not ring.pending():
             select.select([self._sock], [], [], timeout)
-            n = (words[ring.prod] - cons) & 0xFFFFFFFF
-        if not n:
-            return []
-        if n > max_frames:
-            n = max_frames
-        desc, view = ring.desc, self._view
-        start = cons & ring.mask
-        if start + n <= ring.size:  # one slice of descriptors: read in one call
-            words2 = desc[2 * start : 2 * (start + n)].tolist()
-        else:
-            first = ring.size - start
-            words2 = desc[2 * start :].tolist() + desc[: 2 * (n - first)].tolist()
-        # xdp_desc: addr, then len and options; options stay 0 without
-        # XDP_USE_SG (never set here), so the second word is the length
-        addrs = words2[0::2]
-        self._held = addrs
-        frames = [view[a : a + ln] for a, ln in zip(addrs, words2[1::2], strict=True)]
-        words[ring.cons] = (cons + n) & 0xFFFFFFFF
-        return frames
+        descs = ring.consume(max_frames)
+        if not descs:
+            return self._empty
+        self._in_rx -= len(descs) >> 1
+        batch = self._held = Batch(self, self._view, descs)
+        return batch
 
     def _reap(self) -> None:
         """Take back the buffers the kernel has sent (completion ring)."""
-        ring = self._comp
-        words = ring.words
-        cons = words[ring.cons]
-        n = (words[ring.prod] - cons) & 0xFFFFFFFF
-        if n:
-            desc, mask, free, chunk = ring.desc, ring.mask, self._free, ~(self.frame_size - 1)
-            free.extend(desc[(cons + i) & mask] & chunk for i in range(n))
-            words[ring.cons] = (cons + n) & 0xFFFFFFFF
+        done = self._comp.consume(self._comp.size)
+        if done:
+            chunk = ~(self.frame_size - 1)
+            self._free.extend([a & chunk for a in done])
+            self._tx_out -= len(done)
 
-    def send(self, frames: Iterable[bytes | bytearray | memoryview]) -> int:
-        """Send frames out of the socket's interface and queue; each is
-        copied into a free UMEM buffer. Returns how many were queued (fewer
-        than given when the TX ring or the free buffers run out)."""
+    def _tx_room(self) -> int:
         self._reap()
-        ring, view, free, size = self._tx, self._view, self._free, self.frame_size
-        words, desc, mask = ring.words, ring.desc, ring.mask
-        prod = words[ring.prod]
-        room = ring.size - ((prod - words[ring.cons]) & 0xFFFFFFFF)
-        sent = 0
-        for frame in frames:
-            if sent == room or not free:
-                break
-            n = len(frame)
-            if n > size:
-                raise UsageError(f"frame of {n} bytes does not fit a {size}-byte UMEM buffer")
-            addr = free.pop()
+        return self._tx.room()
+
+    def send(self, frames: Iterable[bytes | bytearray | memoryview], *, kick: bool = True) -> int:
+        """Send frames out of the socket's interface and queue; each is
+        copied into a free UMEM buffer (frames of another socket's batch
+        too: forwarding to another interface). Returns how many were queued
+        (fewer than given when the TX ring or the free buffers run out).
+        ``kick=False``: queued only, sent at the next :meth:`kick`."""
+        free, size = self._free, self.frame_size
+        todo = list(islice(frames, min(self._tx_room(), len(free))))
+        if not todo:
+            return 0
+        lengths = array("Q", map(len, todo))
+        lo, hi = min(lengths), max(lengths)
+        if not 0 < lo <= hi <= size:
+            raise UsageError(f"a frame of {hi if lo else 0} bytes: a {size}-byte UMEM buffer takes 1..{size}")
+        addrs = array("Q", free[-len(todo) :])
+        del free[-len(todo) :]
+        view = self._view
+        for addr, n, frame in zip(addrs, lengths, todo, strict=True):
             view[addr : addr + n] = frame
-            j = ((prod + sent) & mask) << 1
-            desc[j] = addr
-            desc[j + 1] = n
-            sent += 1
-        if sent:
-            words[ring.prod] = (prod + sent) & 0xFFFFFFFF
-            self.kick()
+        descs = array("Q", bytes(16 * len(todo)))
+        descs[0::2], descs[1::2] = addrs, lengths
+        return self._post_tx(descs, kick)
+
+    def send_in_place(self, batch: Batch, indices: Iterable[int] | None = None, *, kick: bool = True) -> int:
+        """Send frames of ``batch`` (all, or those at ``indices``, in that
+        order) out of this socket's interface and queue from the buffers
+        they arrived in: no copy. Edit them in place first (``batch[i]`` is
+        writable; ``batch.lengths[i]`` sets the length sent). Their buffers
+        leave the batch, and come back to the socket when sent. Returns how
+        many were queued: the first ones, fewer when the TX ring is full;
+        the rest stay in the batch. ``kick=False`` as for :meth:`send`."""
+        if batch.socket is not self:
+            raise UsageError("a batch is sent in place only by the socket that received it (its UMEM)")
+        if batch.released:
+            raise UsageError("the batch was released: its buffers are the kernel's again")
+        room = self._tx_room()
+        if indices is None and len(batch) <= room and (whole := batch.take_all()) is not None:
+            return self._post_tx(whole, kick)  # as the kernel gave them: valid
+        offsets, lengths, mask, size = batch.offsets, batch.lengths, self.frame_size - 1, self.frame_size
+        descs: array[int] = array("Q")
+        try:
+            for i in range(len(batch)) if indices is None else indices:
+                if not room:
+                    break
+                addr, n = offsets[i], lengths[i]
+                if not 0 < n <= size - (addr & mask):
+                    raise UsageError(f"frame {i}: {n} bytes do not fit its UMEM buffer (1..{size - (addr & mask)})")
+                if not batch.mark_sent(i):
+                    raise UsageError(f"frame {i} of the batch was already sent in place")
+                descs.append(addr)
+                descs.append(n)
+                room -= 1
+        finally:  # those before a refused one leave all the same: their buffers are marked sent
+            sent = self._post_tx(descs, kick)
         return sent
 
+    def _post_tx(self, descs: array[int], kick: bool) -> int:
+        n = self._tx.produce(descs)
+        self._tx_out += n
+        if n and kick:
+            self.kick()
+        return n
+
     def kick(self) -> None:
-        """Make the kernel send what the TX ring holds (copy mode needs it)."""
-        if not self._tx.need_wakeup():
-            return
-        try:
-            self._sock.send(b"", socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as e:
-            if e.errno not in (errno.EBUSY, errno.ENOBUFS, errno.ENETDOWN):
-                raise
+        """Make the kernel send what the TX ring holds. In copy mode the
+        kernel sends in this call, at most 32 frames a time (TX_BATCH_SIZE;
+        EAGAIN while more wait, or while the completion ring is full): so
+        again until none waits."""
+        for _ in range(self._tx.size // 32 + 2):
+            if not self._tx.need_wakeup():
+                return
+            try:
+                self._sock.send(b"", socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                self._reap()
+            except InterruptedError:
+                pass
+            except OSError as e:
+                if e.errno not in (errno.EBUSY, errno.ENOBUFS, errno.ENETDOWN):
+                    raise
+                return
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Wait until every frame sent has left (its buffer is back); False
@@ -324,7 +359,7 @@ class Socket:
         deadline = time.monotonic() + timeout
         while True:
             self._reap()
-            if len(self._free) == self._tx_buffers:
+            if not self._tx_out:
                 return True
             if time.monotonic() > deadline:
                 return False

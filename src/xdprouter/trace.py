@@ -176,6 +176,7 @@ class Trace:
     linux: Hop
     linux_route: dict[str, Any] = field(default_factory=dict)
     steer_rule: dict[str, Any] | None = None  # the steering rule that matched ("missed": its target was missing)
+    firewall_rules: list[dict[str, Any]] = field(default_factory=list)  # the firewall rules that counted it, in order
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,9 +237,10 @@ def trace(router: Router, iface: str, frame: bytes) -> Trace:
     """Run ``frame`` through the fast path as arriving on ``iface``; Linux beside it."""
     links = netlink.links()
     (link,) = netlink.resolve([iface])
-    before = _steer_counters()
+    before, fw_before = _steer_counters(), _fw_counters()
     result = router.test_run(frame, iface)
     steer_rule = _steer_rule(before, _steer_counters())
+    firewall_rules = _fw_rules(fw_before, _fw_counters())
     fields = _fields(frame)
     route = netlink.route_get(iif=link.index, **fields) if fields else {"error": "not IP: no route lookup"}
     return Trace(
@@ -251,6 +253,7 @@ def trace(router: Router, iface: str, frame: bytes) -> Trace:
         linux=_linux_hop(route, links),
         linux_route=route,
         steer_rule=steer_rule,
+        firewall_rules=firewall_rules,
     )
 
 
@@ -278,6 +281,30 @@ def _steer_rule(before: _SteerCounts, after: _SteerCounts) -> dict[str, Any] | N
     return moved[0] if len(moved) == 1 else None
 
 
+_FwCounts = dict[int, tuple[Any, int, int]]
+
+
+def _fw_counters() -> _FwCounts:
+    """id -> (rule, position, packets) of every firewall rule and policy (none without rules)."""
+    from .firewall import Firewall
+
+    try:
+        return {c.rule.id: (c.rule, c.position, c.packets) for c in Firewall().counters()}
+    except UsageError:
+        return {}
+
+
+def _fw_rules(before: _FwCounts, after: _FwCounts) -> list[dict[str, Any]]:
+    """The firewall rules whose counters the traced frame moved, in rule
+    order: limit rules it was within, then the rule that decided (none if
+    other traffic moved them too)."""
+    moved = []
+    for rule_id, (rule, position, packets) in after.items():
+        if packets - before.get(rule_id, (rule, position, packets))[2] == 1:
+            moved.append({**rule.as_dict(), "position": position, "rule": rule.describe()})
+    return sorted(moved, key=lambda m: m["position"])
+
+
 def _hop_line(hop: Hop) -> str:
     if hop.egress is None:
         return hop.note
@@ -291,9 +318,11 @@ def format_text(t: Trace) -> str:
         f"  {_hop_line(t.xdp)}",
         f"linux:     {_hop_line(t.linux)}",
     ]
+    for n, r in enumerate(t.firewall_rules):
+        lines.insert(2 + n, f"  firewall rule {r['id']} (position {r['position']}): {r['rule']}")
     if t.steer_rule:
         how = "matched, no target (went on as unmatched)" if t.steer_rule["missed"] else "steered"
-        lines.insert(2, f"  steering rule {t.steer_rule['id']}: {t.steer_rule['rule']} ({how})")
+        lines.insert(2 + len(t.firewall_rules), f"  steering rule {t.steer_rule['id']}: {t.steer_rule['rule']} ({how})")
     if t.verdict in ("redirect", "tx"):
         lines.append(f"output ({len(t.output) // 2} bytes):")
         out = bytes.fromhex(t.output)

@@ -143,3 +143,21 @@ def test_expression_parser() -> None:
     for bad in ("lambda: 0", "IP() + IP()", "x", "IP(**{'dst': '1.2.3.4'})", "[IP()]"):
         with pytest.raises(UsageError):
             parse_expression(bad)
+
+
+def test_names_the_firewall_rules_that_counted(router: Lab) -> None:
+    """The rules whose counters the traced frame moved: a limit rule it was
+    within, then the drop that decided."""
+    lab = router
+    lab.xdprouter("firewall", "add", "--action", "limit", "--proto", "udp", "--pps", "1000")
+    lab.xdprouter("firewall", "add", "--action", "drop", "--src", "10.1.0.0/24", "--proto", "udp", "--dport", "53")
+    try:
+        t = trace(lab, "veth1", 'IP(src="10.1.0.2", dst="10.2.0.2")/UDP(dport=53)')
+        assert t["reason"] == "fw_drop"
+        assert [(r["position"], r["action"]) for r in t["firewall_rules"]] == [(0, "limit"), (1, "drop")]
+        text = lab.xdprouter("trace", "veth1", 'IP(src="10.1.0.2", dst="10.2.0.2")/UDP(dport=53)').stdout
+        assert "firewall rule" in text and "(position 1): drop udp src 10.1.0.0/24 dport 53" in text
+        t = trace(lab, "veth1", 'IP(src="10.1.0.2", dst="10.2.0.2")/TCP(dport=53)')
+        assert t["firewall_rules"] == [] and t["verdict"] == "redirect"
+    finally:
+        lab.xdprouter("firewall", "flush")

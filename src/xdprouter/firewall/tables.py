@@ -140,9 +140,9 @@ class Tables:
         try:
             with presence.mapped() as mm:
                 mm[: len(tables.presence)] = tables.presence
-            leaves = bpf.create_hash(f"xdpr_setleaf{slot}", 4, fw.FW_SET_LEAF_BYTES, max(1, len(tables.leaves)))
-            if tables.leaves:
-                leaves.update_batch(*tables.leaf_items(), len(tables.leaves))
+            leaves = bpf.create_hash(f"xdpr_setleaf{slot}", 4, fw.FW_SET_LEAF_BYTES, max(1, tables.count))
+            if tables.count:
+                leaves.update_batch(*tables.leaf_items(), tables.count)
             trie = bpf.create_lpm_trie(f"xdpr_set{slot}", LPM_KEY.size, 1, fw.FW_MAX_SET_PREFIXES)
             if tables.v6:
                 keys = b"".join(_set_key(6, raw, plen) for raw, plen in tables.v6)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import local6, netlink, snapshot
-from .dataplane import abi, abi_steer, bpf, instance, xdp
+from .dataplane import abi, bpf, instance, xdp
 from .dataplane.instance import Instance
 from .errors import BpfError, UsageError
+from .steer.api import forget_sockets
 
 MODES = ("native", "generic", "auto")
 
@@ -157,7 +158,7 @@ class Router:
         slot = old_config.slot if old_config else _free_slot(configs)
         if old_config is None:
             inst.maps[abi.MAP_STATS].zero(slot)
-            _forget_sockets(inst, slot)
+            forget_sockets(inst, slot)
         inst.maps[abi.MAP_TX_PORTS].update(link.index, link.index)
         try:
             final_mode = self._xdp_attach(inst, link, mode, inst.states.get(link.index), foreign_id, report)
@@ -373,16 +374,6 @@ def _foreign(
         names = ", ".join(f"{link.name} (prog id {foreign[link.index]})" for link in links if link.index in foreign)
         raise UsageError(f"another XDP program is attached to {names}: detach it or use --force to replace it")
     return foreign
-
-
-def _forget_sockets(inst: Instance, slot: int) -> None:
-    """AF_XDP sockets registered for xsk steering rules under this slot
-    belong to an interface detached since (the kernel would drop a frame
-    redirected to a socket of another device): gone before the slot is reused."""
-    sockets = inst.maps.get(abi_steer.MAP_STEER_XSK)
-    if sockets is not None:
-        for queue in range(abi_steer.STEER_XSK_QUEUES):
-            sockets.delete(slot * abi_steer.STEER_XSK_QUEUES + queue)
 
 
 def _free_slot(configs: dict[int, abi.IfaceConfig]) -> int:

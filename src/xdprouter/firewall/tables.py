@@ -9,12 +9,13 @@ import time
 from collections.abc import Iterable
 
 from ..dataplane import abi_fw as fw
-from ..dataplane import bpf
+from ..dataplane import bpf, newmaps
 from ..dataplane.abi import Counter
 from ..dataplane.instance import Instance
 from ..errors import UsageError
 from . import prefilter
-from .compiler import GEN_BITMAPS, LPM_KEY, Compiled, assign_ids, compile_generation, decode, ifindex_of
+from .codec import decode
+from .compiler import GEN_BITMAPS, LPM_KEY, Compiled, assign_ids, compile_generation, ifindex_of
 from .rules import Rule
 
 SET_NAME_LEN = 31
@@ -135,15 +136,15 @@ class Tables:
     @staticmethod
     def _new_set_maps(slot: int, tables: prefilter.SetTables) -> tuple[bpf.Map, bpf.Map, bpf.Map]:
         """A set's presence bitmaps, IPv4 leaves and IPv6 trie, filled."""
-        presence = bpf.create_mmapable_array(f"xdpr_setpre{slot}", 8, fw.FW_SET_PRE_WORDS)
+        presence = newmaps.create_mmapable_array(f"xdpr_setpre{slot}", 8, fw.FW_SET_PRE_WORDS)
         leaves = trie = None
         try:
-            with presence.mapped() as mm:
+            with newmaps.mapped(presence) as mm:
                 mm[: len(tables.presence)] = tables.presence
-            leaves = bpf.create_hash(f"xdpr_setleaf{slot}", 4, fw.FW_SET_LEAF_BYTES, max(1, tables.count))
+            leaves = newmaps.create_hash(f"xdpr_setleaf{slot}", 4, fw.FW_SET_LEAF_BYTES, max(1, tables.count))
             if tables.count:
                 leaves.update_batch(*tables.leaf_items(), tables.count)
-            trie = bpf.create_lpm_trie(f"xdpr_set{slot}", LPM_KEY.size, 1, fw.FW_MAX_SET_PREFIXES)
+            trie = newmaps.create_lpm_trie(f"xdpr_set{slot}", LPM_KEY.size, 1, fw.FW_MAX_SET_PREFIXES)
             if tables.v6:
                 keys = b"".join(_set_key(6, raw, plen) for raw, plen in tables.v6)
                 trie.update_batch(keys, b"\1" * len(tables.v6), len(tables.v6))
@@ -329,7 +330,7 @@ class Tables:
             base = (gen * 2 + d) * fw.FW_PORT_SLOTS
             keys = struct.pack(f"<{fw.FW_PORT_SLOTS}I", *range(base, base + fw.FW_PORT_SLOTS))
             ports.update_batch(keys, struct.pack(f"<{fw.FW_PORT_SLOTS}I", *c.ports[d]), fw.FW_PORT_SLOTS)
-        with self.maps[fw.MAP_FW_PRE].mapped() as mm:
+        with newmaps.mapped(self.maps[fw.MAP_FW_PRE]) as mm:
             at = gen * fw.FW_PRE_GEN_WORDS * 8
             mm[at : at + len(c.pre.words)] = c.pre.words
         for ifindex, pos in c.policies:

@@ -269,3 +269,13 @@ def _attached_slot(inst: Instance, iface: str, ifindex: int) -> int:
     if config is None:
         raise UsageError(f"{iface} is not attached to xdprouter: `xdprouter attach {iface}` first")
     return int(config.slot)
+
+
+def forget_sockets(inst: Instance, slot: int) -> None:
+    """AF_XDP sockets registered for xsk steering rules under this slot
+    belong to an interface detached since (the kernel would drop a frame
+    redirected to a socket of another device): gone before the slot is reused."""
+    sockets = inst.maps.get(st.MAP_STEER_XSK)
+    if sockets is not None:
+        for queue in range(st.STEER_XSK_QUEUES):
+            sockets.delete(slot * st.STEER_XSK_QUEUES + queue)

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from firewall.conftest import FwLab  # tests/ is on the path, as for packets.py
 
 from xdprouter.lab import Lab, netns
 from xdprouter.steer import Steering
-
-from ..firewall.conftest import FwLab
 
 H2_MAC = "02:00:00:00:00:22"
 

@@ -97,8 +97,6 @@ static __always_inline struct fw_bitmap *fw_bitmap(__u32 id)
 }
 
 /* Field lookups give a bitmap id, FW_NO_BITMAP when there is none. */
-#define FW_NAMES_EVERY (FW_NAMES_IFACE | FW_NAMES_PROTO | FW_NAMES_SRC | \
-			FW_NAMES_DST | FW_NAMES_SPORT | FW_NAMES_DPORT)
 #define FW_NO_BITMAP 0xffffffffu
 
 static __always_inline __u32 fw_id(const __u32 *id)
@@ -249,14 +247,23 @@ static __always_inline __u32 fw_block_hash(const struct fw_pkt *p)
 	return ((w[0] ^ w[1] ^ w[2] ^ w[3]) * FW_PRE_V6_MULT) >> (32 - FW_BLOCK_HINT_BITS);
 }
 
-static __always_inline void fw_hint_block(const struct fw_pkt *p)
+/* The hint's word for p's source, and the source's bit in it. */
+static __always_inline __u64 *fw_hint(const struct fw_pkt *p, __u64 *bit)
 {
 	__u32 h = fw_block_hash(p);
 	__u32 word = h >> 6;
-	__u64 *w = bpf_map_lookup_elem(&xdpr_fw_blkhint, &word);
+
+	*bit = 1ULL << (h & 63);
+	return bpf_map_lookup_elem(&xdpr_fw_blkhint, &word);
+}
+
+static __always_inline void fw_hint_block(const struct fw_pkt *p)
+{
+	__u64 bit;
+	__u64 *w = fw_hint(p, &bit);
 
 	if (w)
-		__sync_fetch_and_or(w, 1ULL << (h & 63));
+		__sync_fetch_and_or(w, bit);
 }
 
 /* A source over its limit once more: past block_after such packets within a
@@ -342,11 +349,10 @@ static __always_inline int fw_limit(const struct fw_rule *r,
  */
 static __always_inline bool fw_maybe_blocked(const struct fw_pkt *p)
 {
-	__u32 h = fw_block_hash(p);
-	__u32 word = h >> 6;
-	__u64 *w = bpf_map_lookup_elem(&xdpr_fw_blkhint, &word);
+	__u64 bit;
+	__u64 *w = fw_hint(p, &bit);
 
-	return w && ((*w >> (h & 63)) & 1);
+	return w && (*w & bit);
 }
 
 static __always_inline bool fw_blocked(const struct fw_pkt *p, __u64 *now)

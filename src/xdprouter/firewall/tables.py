@@ -6,7 +6,8 @@ import copy
 import ipaddress
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..dataplane import abi_fw as fw
 from ..dataplane import bpf, newmaps
@@ -268,21 +269,27 @@ class Tables:
     def _forget_blocks(self, keep: set[int]) -> None:
         """Blocks made by rules that are gone or no longer block: a block
         outlives its rule no longer than the rule itself."""
-        for key, _, block in self.blocks():
-            if block is not None and block.rule_id not in keep:
-                self.maps[fw.MAP_FW_BLOCKED].delete(key)
-        self._rebuild_block_hint()
+        self._lift(lambda key, addr, block: block is not None and block.rule_id not in keep)
 
-    def _rebuild_block_hint(self) -> None:
-        """The block hint of the sources still blocked. A source the data
-        plane blocks meanwhile sets its bit again (an atomic OR), so the only
-        loss is a block made between the read and the write, which then
-        waits for its next over-limit frame to be noticed."""
-        hint = bytearray(fw.FW_BLOCK_HINT_WORDS * 8)
-        for key, _, _ in self.blocks():
-            prefilter.set_bit(hint, prefilter.block_hash(bytes(key.addr)))
-        n = fw.FW_BLOCK_HINT_WORDS
-        self.maps[fw.MAP_FW_BLOCK_HINT].update_batch(struct.pack(f"<{n}I", *range(n)), bytes(hint), n)
+    def _lift(self, lifted: Callable[[fw.FwBlockKey, Any, fw.FwBlock | None], bool]) -> int:
+        """Delete the blocks ``lifted`` picks; when any went, rebuild the
+        block hint from those left. A source the data plane blocks meanwhile
+        sets its bit again (an atomic OR), so the only loss is a block made
+        between the read and the write, which then waits for its next
+        over-limit frame to be noticed."""
+        left, gone = [], 0
+        for key, addr, block in self.blocks():
+            if lifted(key, addr, block):
+                gone += self.maps[fw.MAP_FW_BLOCKED].delete(key)
+            else:
+                left.append(key)
+        if gone:
+            hint = bytearray(fw.FW_BLOCK_HINT_WORDS * 8)
+            for key in left:
+                prefilter.set_bit(hint, prefilter.block_hash(bytes(key.addr)))
+            n = fw.FW_BLOCK_HINT_WORDS
+            self.maps[fw.MAP_FW_BLOCK_HINT].update_batch(_pack_u32(range(n)), bytes(hint), n)
+        return gone
 
     def blocks(self) -> list[tuple[fw.FwBlockKey, ipaddress.IPv4Address | ipaddress.IPv6Address, fw.FwBlock | None]]:
         """Every blocked source: its key, its address, its block (None if it just went)."""
@@ -297,13 +304,7 @@ class Tables:
     def unblock(self, sources: list[str] | None) -> int:
         """Lift the blocks of these sources (all with None); how many were lifted."""
         wanted = {ipaddress.ip_address(a) for a in sources} if sources is not None else None
-        lifted = sum(
-            self.maps[fw.MAP_FW_BLOCKED].delete(key)
-            for key, addr, _ in self.blocks()
-            if wanted is None or addr in wanted
-        )
-        self._rebuild_block_hint()
-        return lifted
+        return self._lift(lambda key, addr, block: wanted is None or addr in wanted)
 
     def _write(self, c: Compiled, gen: int) -> None:
         bitmaps = self.maps[fw.MAP_FW_BITMAPS]
